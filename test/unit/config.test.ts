@@ -1,0 +1,83 @@
+import { describe, expect, it } from '@jest/globals';
+import { parseConfig, parseConfigText } from '../../sidecar/config.js';
+
+const key = { swarmKey: { file: '/etc/peertunnel/swarm.key' } };
+
+function errorOf(fn: () => unknown): { name: string; field: string; message: string } {
+  try {
+    fn();
+  } catch (err) {
+    return err as { name: string; field: string; message: string };
+  }
+  throw new Error('expected an error');
+}
+
+describe('node config', () => {
+  it('applies defaults', () => {
+    const cfg = parseConfig({
+      ...key,
+      expose: [{ name: 'db', port: 5432 }],
+      forward: [{ name: 'api', localPort: 8080 }],
+    });
+    expect(cfg.role).toBe('sidecar');
+    expect(cfg.expose[0]).toEqual({ name: 'db', port: 5432, host: '127.0.0.1' });
+    expect(cfg.forward[0]).toEqual({ name: 'api', localPort: 8080, bind: '127.0.0.1' });
+    expect(cfg.dht.protocol).toBe('/peertunnel/kad/1.0.0');
+    expect(cfg.admin.listen).toBe('127.0.0.1:9090');
+  });
+
+  it.each([
+    ['missing key', {}, 'swarmKey'],
+    ['both key sources', { swarmKey: { file: 'a', env: 'B' } }, 'swarmKey'],
+    ['port 0', { ...key, expose: [{ name: 'db', port: 0 }] }, 'expose[0].port'],
+    ['port 70000', { ...key, forward: [{ name: 'db', localPort: 70000 }] }, 'forward[0].localPort'],
+    ['port not a number', { ...key, expose: [{ name: 'db', port: '5432' }] }, 'expose[0].port'],
+    [
+      'duplicate expose',
+      {
+        ...key,
+        expose: [
+          { name: 'db', port: 1 },
+          { name: 'db', port: 2 },
+        ],
+      },
+      'expose[1].name',
+    ],
+    [
+      'duplicate local port',
+      {
+        ...key,
+        forward: [
+          { name: 'a', localPort: 1 },
+          { name: 'b', localPort: 1 },
+        ],
+      },
+      'forward[1].localPort',
+    ],
+    ['unknown field', { ...key, expose: [{ name: 'db', port: 1, hots: 'x' }] }, 'expose[0].hots'],
+    ['unknown top-level field', { ...key, forwards: [] }, 'forwards'],
+    ['bad name', { ...key, expose: [{ name: 'Orders_DB', port: 1 }] }, 'expose[0].name'],
+    ['bad role', { ...key, role: 'server' }, 'role'],
+    ['bad bootstrap', { ...key, bootstrap: ['/ip4/1.2.3.4/tcp/4001'] }, 'bootstrap[0]'],
+    ['bad range', { ...key, publicRanges: ['10.0.0.0/33'] }, 'publicRanges[0]'],
+    ['bad admin', { ...key, admin: { listen: 'localhost' } }, 'admin.listen'],
+  ])('rejects %s naming the field', (_what, raw, field) => {
+    const err = errorOf(() => parseConfig(raw));
+    expect(err.name).toBe('ConfigError');
+    expect(err.field).toBe(field);
+    expect(err.message.split('\n')).toHaveLength(1);
+  });
+
+  it('reads YAML and JSON alike', () => {
+    const yaml = parseConfigText('swarmKey: {env: K}\nexpose:\n  - {name: web, port: 80}\n', 'x.yaml');
+    const json = parseConfigText(
+      JSON.stringify({ swarmKey: { env: 'K' }, expose: [{ name: 'web', port: 80 }] }),
+      'x.json',
+    );
+    expect(yaml).toEqual(json);
+  });
+
+  it('names a file that is not YAML', () => {
+    expect(errorOf(() => parseConfigText('a: [', 'bad.yaml')).name).toBe('ConfigError');
+  });
+});
