@@ -1,0 +1,95 @@
+/**
+ * Settings of sidecar injection: what the operator is told by its flags or Helm values, with
+ * defaults applied once here. Pure.
+ */
+import { SettingsError } from './errors.js';
+
+export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+
+/** Namespaces never injected, whatever the settings say. */
+export const ALWAYS_EXCLUDED_NAMESPACES: readonly string[] = ['kube-system'];
+
+export interface InjectSettings {
+  /** The operator's own namespace: never injected (its pods must start without the webhook). */
+  operatorNamespace: string;
+  /** More namespaces never injected, besides kube-system and the operator's own. */
+  excludedNamespaces: readonly string[];
+  /** Inject a native sidecar (an init container with `restartPolicy: Always`, Kubernetes >= 1.29). */
+  nativeSidecars: boolean;
+  /** The image whose entrypoint is the `peertunnel` CLI. */
+  image: string;
+  imagePullPolicy: PullPolicy;
+  /** Name of the injected container; also how a pod that already has it is recognized. */
+  containerName: string;
+  /** Port of the sidecar's admin HTTP server (/livez /readyz /metrics /status) on all addresses. */
+  adminPort: number;
+  /** Port the sidecar's libp2p TCP transport listens on. */
+  p2pPort: number;
+  logLevel: LogLevel;
+  /** Numeric user and group: a name-only USER in the image cannot satisfy runAsNonRoot. */
+  runAsUser: number;
+  runAsGroup: number;
+  resources: { requests: Record<string, string>; limits: Record<string, string> };
+}
+
+/** Everything but the operator's namespace and the image has a default. */
+export type InjectSettingsInput = Partial<InjectSettings> &
+  Pick<InjectSettings, 'operatorNamespace' | 'image'>;
+
+export const DEFAULT_SETTINGS: Omit<InjectSettings, 'operatorNamespace' | 'image'> = {
+  excludedNamespaces: ['kube-public', 'kube-node-lease'],
+  nativeSidecars: true,
+  imagePullPolicy: 'IfNotPresent',
+  containerName: 'peertunnel',
+  adminPort: 9090,
+  p2pPort: 4001,
+  logLevel: 'info',
+  runAsUser: 65532,
+  runAsGroup: 65532,
+  // No CPU limit: throttling a forwarder stalls every connection through it.
+  resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+};
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const PULL_POLICIES: readonly PullPolicy[] = ['Always', 'IfNotPresent', 'Never'];
+
+function checkPort(field: string, value: number): void {
+  if (!Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new SettingsError(field, `expected a port from 1 to 65535, got ${value}`);
+  }
+}
+
+/** Applies defaults and checks the settings; throws SettingsError naming the bad one. */
+export function injectSettings(input: InjectSettingsInput): InjectSettings {
+  const s: InjectSettings = { ...DEFAULT_SETTINGS, ...input };
+  if (!DNS_LABEL.test(s.operatorNamespace)) {
+    throw new SettingsError('operatorNamespace', `expected a namespace name, got "${s.operatorNamespace}"`);
+  }
+  if (s.image.trim() === '' || /\s/.test(s.image)) {
+    throw new SettingsError('image', `expected an image reference, got "${s.image}"`);
+  }
+  if (!DNS_LABEL.test(s.containerName)) {
+    throw new SettingsError('containerName', `expected a DNS label, got "${s.containerName}"`);
+  }
+  if (!PULL_POLICIES.includes(s.imagePullPolicy)) {
+    throw new SettingsError('imagePullPolicy', `expected one of ${PULL_POLICIES.join(', ')}`);
+  }
+  if (!LOG_LEVELS.includes(s.logLevel)) {
+    throw new SettingsError('logLevel', `expected one of ${LOG_LEVELS.join(', ')}`);
+  }
+  checkPort('adminPort', s.adminPort);
+  checkPort('p2pPort', s.p2pPort);
+  if (s.adminPort === s.p2pPort) throw new SettingsError('adminPort', 'must differ from p2pPort');
+  for (const [field, id] of [
+    ['runAsUser', s.runAsUser],
+    ['runAsGroup', s.runAsGroup],
+  ] as const) {
+    // 0 is root: the restricted Pod Security Standard refuses runAsUser 0, and a root group buys nothing.
+    if (!Number.isInteger(id) || id < 1 || id > 2147483647) {
+      throw new SettingsError(field, `expected a non-root numeric id, got ${id}`);
+    }
+  }
+  return s;
+}
