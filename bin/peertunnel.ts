@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+/**
+ * The one CLI: node | keygen | identity | cid | status | demo | operator.
+ * Each command imports what it needs only when it runs, so `node` never loads the Kubernetes
+ * client and `keygen` never loads libp2p.
+ */
+import { parseArgs } from 'node:util';
+
+const USAGE = `usage: peertunnel <command> [options]
+
+commands:
+  node --config FILE        run a node (sidecar or relay); the config may also come from $PEERTUNNEL_CONFIG
+  keygen                    print a new swarm key (kubo/go-libp2p swarm.key format)
+  identity --out FILE       write a new node identity (protobuf Ed25519 private key)
+  cid NAME                  print the DHT key (CID) under which a service name is announced
+  status [--admin H:P]      summarise a running node's /status (default 127.0.0.1:9090)
+  demo [--duration SEC]     a relay and two nodes on this machine, traffic through a tunnel
+  operator                  run the Kubernetes operator
+`;
+
+/** Errors that are the user's to fix: print one line, no stack. */
+const USER_ERRORS = new Set(['ConfigError', 'SwarmKeyError', 'UsageError']);
+
+class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'node': {
+      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
+      const { runNode } = await import('../sidecar/cli-node.js');
+      return runNode(values.config, process.env);
+    }
+    case 'keygen': {
+      const { generateSwarmKey } = await import('../sidecar/swarm-key.js');
+      process.stdout.write(generateSwarmKey());
+      return 0;
+    }
+    case 'identity': {
+      const { values } = parseArgs({ args: rest, options: { out: { type: 'string', short: 'o' } } });
+      if (values.out === undefined) throw new UsageError('identity needs --out FILE');
+      const { writeIdentity } = await import('../sidecar/cli-node.js');
+      process.stdout.write(`${await writeIdentity(values.out)}\n`);
+      return 0;
+    }
+    case 'cid': {
+      const name = rest[0];
+      if (name === undefined) throw new UsageError('cid needs a service name');
+      const { serviceKey } = await import('../sidecar/discovery.js');
+      process.stdout.write(`${(await serviceKey(name)).toString()}\n`);
+      return 0;
+    }
+    case 'status': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { admin: { type: 'string' }, json: { type: 'boolean' } },
+      });
+      const { printStatus } = await import('../sidecar/cli-status.js');
+      return printStatus(values.admin ?? '127.0.0.1:9090', values.json === true);
+    }
+    case 'demo': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { duration: { type: 'string' }, port: { type: 'string' } },
+      });
+      const duration = values.duration === undefined ? undefined : Number(values.duration);
+      if (duration !== undefined && !(duration > 0))
+        throw new UsageError('--duration takes a number of seconds');
+      const { runDemo } = await import('../sidecar/demo.js');
+      return runDemo({
+        durationSeconds: duration,
+        forwardPort: values.port === undefined ? undefined : Number(values.port),
+      });
+    }
+    case 'operator': {
+      const { runOperator } = await import('../operator/main.js');
+      return runOperator(rest, process.env);
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${command}"\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    if (
+      USER_ERRORS.has(e.name) ||
+      (e.name === 'TypeError' &&
+        'code' in e &&
+        String((e as { code: unknown }).code).startsWith('ERR_PARSE_ARGS'))
+    ) {
+      process.stderr.write(`peertunnel: ${e.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`peertunnel: ${e.stack ?? e.message}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,274 @@
+/**
+ * Service records in the DHT: exposers announce (provide) each name and keep re-announcing it;
+ * forwarders look providers up, keep them in a pool per name, and refresh in the background.
+ *
+ * A name's DHT key is a CIDv1 (raw codec) of sha2-256("peertunnel:service:<name>"), so any DHT
+ * client, kubo included, can compute it (`peertunnel cid <name>` prints it).
+ *
+ * Identify also feeds the pools: a connected peer that speaks /x/peertunnel/<name>/1.0.0 is a
+ * provider without waiting for the DHT, which makes first contact and fail-over fast.
+ */
+import type { Libp2p, PeerId, PeerInfo } from '@libp2p/interface';
+import type { KadDHT } from '@libp2p/kad-dht';
+import { CID } from 'multiformats/cid';
+import * as raw from 'multiformats/codecs/raw';
+import { sha256 } from 'multiformats/hashes/sha2';
+import type { Logger } from './logger.js';
+import type { SidecarMetrics } from './metrics.js';
+import { ProviderPool } from './provider-pool.js';
+
+export const SERVICE_PROTOCOL_PREFIX = '/x/peertunnel/';
+
+/** The stream protocol of a service: kubo's `ipfs p2p` convention. */
+export function serviceProtocol(name: string): string {
+  return `${SERVICE_PROTOCOL_PREFIX}${name}/1.0.0`;
+}
+
+export async function serviceKey(name: string): Promise<CID> {
+  const digest = await sha256.digest(new TextEncoder().encode(`peertunnel:service:${name}`));
+  return CID.createV1(raw.code, digest);
+}
+
+export interface ServiceDirectoryInit {
+  /** How often exposed names are provided again. @default 30000 */
+  reprovideIntervalMs?: number;
+  /** Retry interval while a provide has not yet succeeded (no DHT peers yet). @default 1000 */
+  provideRetryMs?: number;
+  /** How often forwarded names are looked up again. @default 15000 */
+  lookupIntervalMs?: number;
+  /** Give a lookup this long. @default 8000 */
+  lookupTimeoutMs?: number;
+  /** Forget a provider the DHT has not confirmed for this long. @default 120000 */
+  providerTtlMs?: number;
+}
+
+export interface ServiceDirectoryComponents {
+  libp2p: Pick<
+    Libp2p,
+    'peerId' | 'contentRouting' | 'peerStore' | 'addEventListener' | 'removeEventListener' | 'getConnections'
+  >;
+  /** The DHT itself, for provides: only its events tell whether a record reached any peer. */
+  dht: Pick<KadDHT, 'provide'>;
+  metrics: SidecarMetrics;
+  logger: Logger;
+}
+
+interface Watched {
+  name: string;
+  protocol: string;
+  key: CID;
+  pool: ProviderPool;
+  lookup?: Promise<void>;
+  waiters: Set<() => void>;
+}
+
+export class ServiceDirectory {
+  private readonly c: ServiceDirectoryComponents;
+  private readonly init: Required<ServiceDirectoryInit>;
+  private readonly watched = new Map<string, Watched>();
+  private readonly announced = new Map<string, { key: CID; ok: boolean }>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private stopped = false;
+
+  constructor(components: ServiceDirectoryComponents, init: ServiceDirectoryInit = {}) {
+    this.c = components;
+    this.init = {
+      reprovideIntervalMs: init.reprovideIntervalMs ?? 30_000,
+      provideRetryMs: init.provideRetryMs ?? 1_000,
+      lookupIntervalMs: init.lookupIntervalMs ?? 15_000,
+      lookupTimeoutMs: init.lookupTimeoutMs ?? 8_000,
+      providerTtlMs: init.providerTtlMs ?? 120_000,
+    };
+    this.onIdentify = this.onIdentify.bind(this);
+  }
+
+  async start(announce: string[], watch: string[]): Promise<void> {
+    for (const name of announce) this.announced.set(name, { key: await serviceKey(name), ok: false });
+    for (const name of watch) {
+      this.watched.set(name, {
+        name,
+        protocol: serviceProtocol(name),
+        key: await serviceKey(name),
+        pool: new ProviderPool({ ttlMs: this.init.providerTtlMs }),
+        waiters: new Set(),
+      });
+      this.c.metrics.providers.set({ service: name }, 0);
+    }
+    this.c.libp2p.addEventListener('peer:identify', this.onIdentify);
+    if (this.announced.size > 0) this.provideLoop();
+    for (const w of this.watched.values()) this.lookupLoop(w);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.c.libp2p.removeEventListener('peer:identify', this.onIdentify);
+    for (const w of this.watched.values()) for (const wake of w.waiters) wake();
+  }
+
+  pool(name: string): ProviderPool | undefined {
+    return this.watched.get(name)?.pool;
+  }
+
+  /** True once every exposed name was provided at least once. */
+  get announcedAll(): boolean {
+    for (const a of this.announced.values()) if (!a.ok) return false;
+    return true;
+  }
+
+  /**
+   * Resolves when the name has at least one provider, or after `timeoutMs`. Starts a lookup
+   * when none is running, so a forward with an empty pool asks the network right away.
+   */
+  async waitForProvider(name: string, timeoutMs: number): Promise<boolean> {
+    const w = this.watched.get(name);
+    if (w === undefined) return false;
+    if (w.pool.size > 0) return true;
+    void this.lookup(w);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done() {
+        clearTimeout(timer);
+        w?.waiters.delete(done);
+        resolve();
+      }
+      w.waiters.add(done);
+    });
+    return w.pool.size > 0;
+  }
+
+  /** Looks the name up now (joining a lookup already running). */
+  refresh(name: string): Promise<void> {
+    const w = this.watched.get(name);
+    return w === undefined ? Promise.resolve() : this.lookup(w);
+  }
+
+  private schedule(fn: () => void, ms: number): void {
+    if (this.stopped) return;
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    t.unref();
+    this.timers.add(t);
+  }
+
+  private addProviders(w: Watched, peers: string[]): void {
+    if (peers.length === 0) return;
+    const now = Date.now();
+    if (w.pool.seen(peers, now)) {
+      this.c.logger.info(
+        { event: 'providers_changed', service: w.name, providers: w.pool.size },
+        'provider found',
+      );
+    }
+    this.c.metrics.providers.set({ service: w.name }, w.pool.size);
+    for (const wake of w.waiters) wake();
+  }
+
+  private onIdentify(evt: CustomEvent<{ peerId: PeerId; protocols: string[] }>): void {
+    const { peerId, protocols } = evt.detail;
+    for (const w of this.watched.values()) {
+      if (protocols.includes(w.protocol)) this.addProviders(w, [peerId.toString()]);
+    }
+    // A newly identified DHT peer makes providing possible: do not wait for the retry timer.
+    if ([...this.announced.values()].some((a) => !a.ok)) void this.provideAll();
+  }
+
+  private provideLoop(): void {
+    void this.provideAll().then((allOk) => {
+      this.schedule(
+        () => this.provideLoop(),
+        allOk ? this.init.reprovideIntervalMs : this.init.provideRetryMs,
+      );
+    });
+  }
+
+  private providing?: Promise<boolean>;
+
+  private provideAll(): Promise<boolean> {
+    this.providing ??= (async () => {
+      let allOk = true;
+      for (const [name, a] of this.announced) {
+        try {
+          // A provide with no DHT peer "succeeds" locally; only a peer's answer means others can find us.
+          let reached = 0;
+          for await (const evt of this.c.dht.provide(a.key, {
+            signal: AbortSignal.timeout(this.init.lookupTimeoutMs),
+          })) {
+            if (evt.name === 'PEER_RESPONSE' && evt.messageName === 'ADD_PROVIDER') reached++;
+          }
+          if (reached === 0) throw new Error('no DHT peer took the provider record');
+          if (!a.ok)
+            this.c.logger.info({ event: 'service_announced', service: name }, 'service announced in the DHT');
+          a.ok = true;
+          this.c.metrics.dhtProvides.inc({ result: 'ok' });
+        } catch (err) {
+          allOk = false;
+          this.c.metrics.dhtProvides.inc({ result: 'error' });
+          this.c.logger.debug({ event: 'provide_failed', service: name, err }, 'provide failed, will retry');
+        }
+      }
+      return allOk;
+    })().finally(() => {
+      this.providing = undefined;
+    });
+    return this.providing;
+  }
+
+  private lookupLoop(w: Watched): void {
+    void this.lookup(w).then(() => {
+      const connected = (peer: string) =>
+        this.c.libp2p.getConnections().some((c) => c.remotePeer.toString() === peer);
+      const dropped = w.pool.expire(Date.now(), connected);
+      if (dropped.length > 0) {
+        this.c.logger.info(
+          { event: 'providers_changed', service: w.name, providers: w.pool.size },
+          'stale providers dropped',
+        );
+        this.c.metrics.providers.set({ service: w.name }, w.pool.size);
+      }
+      // Ask again soon while nothing is known; otherwise at the normal pace.
+      this.schedule(() => this.lookupLoop(w), w.pool.size === 0 ? 2_000 : this.init.lookupIntervalMs);
+    });
+  }
+
+  private lookup(w: Watched): Promise<void> {
+    w.lookup ??= (async () => {
+      const started = performance.now();
+      const self = this.c.libp2p.peerId.toString();
+      let found = 0;
+      let result: 'found' | 'empty' | 'error' = 'empty';
+      try {
+        for await (const info of this.c.libp2p.contentRouting.findProviders(w.key, {
+          signal: AbortSignal.timeout(this.init.lookupTimeoutMs),
+        })) {
+          if (info.id.toString() === self) continue;
+          await this.remember(info);
+          found++;
+          this.addProviders(w, [info.id.toString()]);
+        }
+        if (found > 0) result = 'found';
+      } catch (err) {
+        result = found > 0 ? 'found' : 'error';
+        if (found === 0)
+          this.c.logger.debug({ event: 'lookup_failed', service: w.name, err }, 'provider lookup failed');
+      }
+      this.c.metrics.dhtLookups.inc({ result });
+      this.c.metrics.dhtLookupSeconds.observe({ result }, (performance.now() - started) / 1000);
+    })().finally(() => {
+      w.lookup = undefined;
+    });
+    return w.lookup;
+  }
+
+  private async remember(info: PeerInfo): Promise<void> {
+    if (info.multiaddrs.length === 0) return;
+    try {
+      await this.c.libp2p.peerStore.merge(info.id, { multiaddrs: info.multiaddrs });
+    } catch (err) {
+      this.c.logger.debug({ event: 'peerstore_merge_failed', err }, 'could not store provider addresses');
+    }
+  }
+}

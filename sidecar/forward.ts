@@ -1,0 +1,278 @@
+/**
+ * One `forward`: a local TCP listener whose every accepted connection becomes one stream
+ * /x/peertunnel/<name>/1.0.0 to a provider of the name, multiplexed over one libp2p connection
+ * per provider.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import type { ForwardConfig } from './config.js';
+import { type ServiceDirectory, serviceProtocol } from './discovery.js';
+import { NoProviderError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { SidecarMetrics, StreamFailureReason } from './metrics.js';
+import { bestConnection, type PathRegistry } from './paths.js';
+import { pipe } from './pipe.js';
+
+export interface ForwardListenerInit {
+  /** Give one provider this long to connect. @default 3000 */
+  dialTimeoutMs?: number;
+  /** Give stream negotiation this long. @default 5000 */
+  streamTimeoutMs?: number;
+  /** Wait this long for a first provider when none is known. @default 10000 */
+  providerWaitMs?: number;
+}
+
+export interface ForwardListenerComponents {
+  libp2p: Pick<Libp2p, 'dial' | 'getConnections'>;
+  directory: ServiceDirectory;
+  paths: PathRegistry;
+  metrics: SidecarMetrics;
+  logger: Logger;
+}
+
+/** Outbound stream limit per connection for our protocols (libp2p's default of 64 is far too low). */
+export const MAX_TUNNEL_STREAMS = 100_000;
+
+class StreamOpenError extends Error {
+  readonly reason: StreamFailureReason;
+  constructor(reason: StreamFailureReason, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StreamOpenError';
+    this.reason = reason;
+  }
+}
+
+export class ForwardListener {
+  readonly config: ForwardConfig;
+  private readonly c: ForwardListenerComponents;
+  private readonly protocol: string;
+  private readonly dialTimeoutMs: number;
+  private readonly streamTimeoutMs: number;
+  private readonly providerWaitMs: number;
+  private server?: Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly pendingDials = new Map<string, Promise<Connection>>();
+  private boundPort?: number;
+
+  constructor(components: ForwardListenerComponents, config: ForwardConfig, init: ForwardListenerInit = {}) {
+    this.c = components;
+    this.config = config;
+    this.protocol = serviceProtocol(config.name);
+    this.dialTimeoutMs = init.dialTimeoutMs ?? 3_000;
+    this.streamTimeoutMs = init.streamTimeoutMs ?? 5_000;
+    this.providerWaitMs = init.providerWaitMs ?? 10_000;
+  }
+
+  get listening(): boolean {
+    return this.server?.listening === true;
+  }
+
+  /** The bound port (differs from config only when the config asked for an ephemeral one). */
+  get port(): number | undefined {
+    return this.boundPort;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => {
+      this.accept(socket);
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.config.bind, port: this.config.localPort, backlog: 1024 }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = server.address();
+    this.boundPort = typeof addr === 'object' && addr !== null ? addr.port : this.config.localPort;
+    server.on('error', (err) =>
+      this.c.logger.error(
+        { event: 'listener_error', service: this.config.name, err },
+        'forward listener error',
+      ),
+    );
+    this.c.metrics.forwardListenerUp.set({ service: this.config.name }, 1);
+    this.c.logger.info(
+      { event: 'forward_listening', service: this.config.name, bind: this.config.bind, port: this.boundPort },
+      'forward listening',
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.c.metrics.forwardListenerUp.set({ service: this.config.name }, 0);
+    for (const s of this.sockets) s.destroy();
+    const server = this.server;
+    if (server === undefined) return;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private accept(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    // An error before the pipe takes the socket must not crash the process.
+    const early = (err: Error) =>
+      this.c.logger.debug({ event: 'socket_error', service: this.config.name, err }, 'local socket error');
+    socket.on('error', early);
+    this.tunnel(socket, early).catch((err: unknown) => {
+      this.c.logger.error({ event: 'forward_failed', service: this.config.name, err }, 'forward failed');
+      socket.destroy();
+    });
+  }
+
+  private async tunnel(socket: Socket, early: (err: Error) => void): Promise<void> {
+    const service = this.config.name;
+    const labels = { service, side: 'forward' } as const;
+    const started = performance.now();
+    let stream: Stream;
+    try {
+      stream = await this.openStream();
+    } catch (err) {
+      const reason =
+        err instanceof StreamOpenError
+          ? err.reason
+          : err instanceof NoProviderError
+            ? 'no_provider'
+            : 'local_error';
+      this.c.metrics.streamsFailed.inc({ ...labels, reason });
+      this.c.logger.warn(
+        { event: 'stream_open_failed', service, reason, err },
+        'could not open a tunnel stream',
+      );
+      socket.resetAndDestroy();
+      return;
+    }
+    this.c.metrics.streamOpenSeconds.observe({ service }, (performance.now() - started) / 1000);
+    this.c.metrics.streamsOpened.inc(labels);
+    this.c.metrics.streamsActive.inc(labels);
+    socket.off('error', early);
+    socket.resume();
+    const result = await pipe(socket, stream, {
+      onSent: (n) => this.c.metrics.bytes.inc({ ...labels, direction: 'sent' }, n),
+      onReceived: (n) => this.c.metrics.bytes.inc({ ...labels, direction: 'received' }, n),
+    });
+    this.c.metrics.streamsActive.dec(labels);
+    if (result.outcome !== 'closed') {
+      this.c.metrics.streamsFailed.inc({
+        ...labels,
+        reason: result.outcome === 'reset_by_peer' ? 'reset_by_peer' : 'local_error',
+      });
+      this.c.logger.debug(
+        { event: 'stream_reset', service, outcome: result.outcome, err: result.error },
+        'tunnel stream ended in error',
+      );
+    }
+  }
+
+  /** Tries providers in the pool's order until one gives a stream. */
+  private async openStream(): Promise<Stream> {
+    const pool = this.c.directory.pool(this.config.name);
+    if (pool === undefined) throw new NoProviderError(this.config.name, 'not a forwarded service');
+    if (pool.size === 0 && !(await this.c.directory.waitForProvider(this.config.name, this.providerWaitMs))) {
+      throw new NoProviderError(this.config.name, 'no provider found in the network');
+    }
+    let last: unknown;
+    for (const peer of pool.candidates(Date.now())) {
+      try {
+        const stream = await this.streamTo(peer);
+        pool.succeeded(peer);
+        return stream;
+      } catch (err) {
+        last = err;
+        if (err instanceof StreamOpenError && err.reason === 'refused') {
+          // The peer no longer exposes the name: stop sending it connections.
+          pool.remove(peer);
+          this.c.metrics.providers.set({ service: this.config.name }, pool.size);
+        } else pool.failed(peer, Date.now());
+        this.c.logger.info(
+          {
+            event: 'provider_failed',
+            service: this.config.name,
+            peer,
+            reason: err instanceof StreamOpenError ? err.reason : 'local_error',
+          },
+          'provider failed, trying the next',
+        );
+      }
+    }
+    if (last instanceof StreamOpenError) throw last;
+    throw new NoProviderError(this.config.name, 'every known provider failed');
+  }
+
+  private async streamTo(peer: string): Promise<Stream> {
+    const connection = await this.connectionTo(peer);
+    try {
+      return await connection.newStream(this.protocol, {
+        signal: AbortSignal.timeout(this.streamTimeoutMs),
+        runOnLimitedConnection: true,
+        maxOutboundStreams: MAX_TUNNEL_STREAMS,
+      });
+    } catch (err) {
+      const name = err instanceof Error ? err.name : '';
+      if (name === 'UnsupportedProtocolError')
+        throw new StreamOpenError('refused', `${peer} refused ${this.protocol}`, { cause: err });
+      if (name === 'TimeoutError' || name === 'AbortError')
+        throw new StreamOpenError('timeout', `stream to ${peer} timed out`, { cause: err });
+      throw new StreamOpenError('dial_failed', `stream to ${peer} failed`, { cause: err });
+    }
+  }
+
+  /** An open connection to the peer, dialling once for all the TCP connections that need it. */
+  private connectionTo(peer: string): Promise<Connection> {
+    const peerId: PeerId = peerIdFromString(peer);
+    const existing = bestConnection(this.c.libp2p.getConnections(peerId));
+    if (existing !== undefined) return Promise.resolve(existing);
+    let pending = this.pendingDials.get(peer);
+    if (pending === undefined) {
+      pending = this.c.libp2p
+        .dial(peerId, { signal: AbortSignal.timeout(this.dialTimeoutMs) })
+        .catch((err: unknown) => {
+          throw new StreamOpenError('dial_failed', `cannot reach ${peer}`, { cause: err });
+        })
+        .finally(() => this.pendingDials.delete(peer));
+      this.pendingDials.set(peer, pending);
+    }
+    return pending;
+  }
+
+  /** What /status shows for this forward. */
+  status(): ForwardStatus {
+    const pool = this.c.directory.pool(this.config.name);
+    const now = Date.now();
+    return {
+      name: this.config.name,
+      bind: this.config.bind,
+      localPort: this.boundPort ?? this.config.localPort,
+      listening: this.listening,
+      activeConnections: this.sockets.size,
+      providers: (pool?.list() ?? []).map((p) => {
+        const conn = bestConnection(this.c.libp2p.getConnections(peerIdFromString(p.peer)));
+        return {
+          peer: p.peer,
+          connected: conn !== undefined,
+          path: conn === undefined ? null : this.c.paths.pathOf(conn),
+          healthy: p.retryAt <= now,
+          failures: p.failures,
+          picks: p.picks,
+        };
+      }),
+    };
+  }
+}
+
+export interface ForwardStatus {
+  name: string;
+  bind: string;
+  localPort: number;
+  listening: boolean;
+  activeConnections: number;
+  providers: Array<{
+    peer: string;
+    connected: boolean;
+    path: string | null;
+    healthy: boolean;
+    failures: number;
+    picks: number;
+  }>;
+}

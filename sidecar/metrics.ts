@@ -1,0 +1,174 @@
+/**
+ * Every metric family of the node, defined in one place and registered on a registry the caller
+ * owns (one per process; tests make their own). Labels are bounded: service names come from the
+ * node's own config, never from the network; peer IDs belong in /status, not here.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** Which end of a tunnel a stream belongs to: `forward` (local listener) or `expose` (local target). */
+export type Side = 'forward' | 'expose';
+/** A connection's path between two nodes. */
+export type PathKind = 'direct' | 'hole_punched' | 'relayed' | 'port_mapped';
+export const PATH_KINDS: readonly PathKind[] = ['direct', 'hole_punched', 'relayed', 'port_mapped'];
+
+/** Why a stream failed; a fixed set so the label stays bounded. */
+export type StreamFailureReason =
+  | 'no_provider'
+  | 'dial_failed'
+  | 'refused'
+  | 'target_unreachable'
+  | 'reset_by_peer'
+  | 'local_error'
+  | 'limited_connection'
+  | 'timeout';
+
+export interface SidecarMetrics {
+  registry: Registry;
+  streamsOpened: Counter<'service' | 'side'>;
+  streamsActive: Gauge<'service' | 'side'>;
+  streamsFailed: Counter<'service' | 'side' | 'reason'>;
+  streamsRefused: Counter<'reason'>;
+  bytes: Counter<'service' | 'side' | 'direction'>;
+  streamOpenSeconds: Histogram<'service'>;
+  providers: Gauge<'service'>;
+  forwardListenerUp: Gauge<'service'>;
+  dhtLookups: Counter<'result'>;
+  dhtLookupSeconds: Histogram<'result'>;
+  dhtProvides: Counter<'result'>;
+  holePunchAttempts: Counter<'result'>;
+  relayReservations: Gauge<'state'>;
+  connections: Gauge<'path'>;
+  peers: Gauge;
+  reachability: Gauge<'state'>;
+  buildInfo: Gauge<'version' | 'nodejs' | 'role'>;
+}
+
+export interface ConnectionSnapshot {
+  peers: number;
+  byPath: Record<PathKind, number>;
+}
+
+export function createSidecarMetrics(
+  registry: Registry,
+  snapshot: () => ConnectionSnapshot = () => ({
+    peers: 0,
+    byPath: { direct: 0, hole_punched: 0, relayed: 0, port_mapped: 0 },
+  }),
+): SidecarMetrics {
+  const registers = [registry];
+  const connections = new Gauge({
+    name: 'peertunnel_connections',
+    help: 'Open libp2p connections to network peers, by path (direct, hole_punched, relayed, port_mapped).',
+    labelNames: ['path'] as const,
+    registers,
+    collect() {
+      const s = snapshot();
+      for (const p of PATH_KINDS) this.set({ path: p }, s.byPath[p]);
+    },
+  });
+  const peers = new Gauge({
+    name: 'peertunnel_peers_connected',
+    help: 'Network peers with at least one open connection.',
+    registers,
+    collect() {
+      this.set(snapshot().peers);
+    },
+  });
+  return {
+    registry,
+    streamsOpened: new Counter({
+      name: 'peertunnel_streams_opened_total',
+      help: 'Tunnel streams opened (one per forwarded TCP connection), by service and side.',
+      labelNames: ['service', 'side'] as const,
+      registers,
+    }),
+    streamsActive: new Gauge({
+      name: 'peertunnel_streams_active',
+      help: 'Tunnel streams open now, by service and side.',
+      labelNames: ['service', 'side'] as const,
+      registers,
+    }),
+    streamsFailed: new Counter({
+      name: 'peertunnel_streams_failed_total',
+      help: 'Tunnel streams that failed to open or ended in error, by service, side and reason.',
+      labelNames: ['service', 'side', 'reason'] as const,
+      registers,
+    }),
+    streamsRefused: new Counter({
+      name: 'peertunnel_streams_refused_total',
+      help: 'Inbound streams refused because they asked for a protocol (service) this node does not expose.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    bytes: new Counter({
+      name: 'peertunnel_stream_bytes_total',
+      help: 'Bytes carried by tunnel streams, by service, side and direction (sent to / received from the network).',
+      labelNames: ['service', 'side', 'direction'] as const,
+      registers,
+    }),
+    streamOpenSeconds: new Histogram({
+      name: 'peertunnel_stream_open_duration_seconds',
+      help: 'Time from accepting a local TCP connection to an open stream at a provider.',
+      labelNames: ['service'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    providers: new Gauge({
+      name: 'peertunnel_forward_providers',
+      help: 'Providers known for each forwarded service (0 means the forward has nowhere to go).',
+      labelNames: ['service'] as const,
+      registers,
+    }),
+    forwardListenerUp: new Gauge({
+      name: 'peertunnel_forward_listener_up',
+      help: 'Whether the local listener of a forward is bound (1) or not (0).',
+      labelNames: ['service'] as const,
+      registers,
+    }),
+    dhtLookups: new Counter({
+      name: 'peertunnel_dht_lookups_total',
+      help: 'DHT provider lookups for forwarded services, by result (found, empty, error).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    dhtLookupSeconds: new Histogram({
+      name: 'peertunnel_dht_lookup_duration_seconds',
+      help: 'Duration of DHT provider lookups.',
+      labelNames: ['result'] as const,
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    dhtProvides: new Counter({
+      name: 'peertunnel_dht_provides_total',
+      help: 'DHT provide (announce) operations for exposed services, by result (ok, error).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    holePunchAttempts: new Counter({
+      name: 'peertunnel_holepunch_attempts_total',
+      help: 'Hole punch (DCUtR) attempts, by result (success, failure, gave_up).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    relayReservations: new Gauge({
+      name: 'peertunnel_relay_reservations',
+      help: 'Circuit relay reservations held by this node (state=active) or served by it (state=serving).',
+      labelNames: ['state'] as const,
+      registers,
+    }),
+    connections,
+    peers,
+    reachability: new Gauge({
+      name: 'peertunnel_reachability',
+      help: 'This node as others see it: 1 for the current state (public, private, unknown), 0 otherwise.',
+      labelNames: ['state'] as const,
+      registers,
+    }),
+    buildInfo: new Gauge({
+      name: 'peertunnel_build_info',
+      help: 'Always 1; labels carry the version, the Node.js version and the role.',
+      labelNames: ['version', 'nodejs', 'role'] as const,
+      registers,
+    }),
+  };
+}

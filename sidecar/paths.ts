@@ -1,0 +1,32 @@
+/** How a libp2p connection reaches its peer, for /status, metrics and path-change logs. */
+import type { Connection } from '@libp2p/interface';
+import type { PathKind } from './metrics.js';
+
+/**
+ * Connections the NAT code knows more about than their address tells (a hole-punched or a
+ * port-mapped one looks like any direct TCP connection). Set by the NAT layer, read here.
+ */
+export class PathRegistry {
+  private readonly marked = new WeakMap<Connection, PathKind>();
+
+  mark(connection: Connection, path: PathKind): void {
+    this.marked.set(connection, path);
+  }
+
+  pathOf(connection: Connection): PathKind {
+    if (connection.limits !== undefined || connection.remoteAddr.toString().includes('/p2p-circuit'))
+      return 'relayed';
+    return this.marked.get(connection) ?? 'direct';
+  }
+}
+
+/** Prefers an open unlimited connection over a relayed (limited) one. */
+export function bestConnection(connections: Connection[]): Connection | undefined {
+  let best: Connection | undefined;
+  for (const c of connections) {
+    if (c.status !== 'open') continue;
+    if (c.limits === undefined) return c;
+    best ??= c;
+  }
+  return best;
+}
