@@ -1,0 +1,602 @@
+/**
+ * A real Kubernetes control plane for integration tests, like controller-runtime's envtest: etcd and
+ * kube-apiserver on 127.0.0.1 (free ports, temp dirs), RBAC authorisation, static bearer tokens.
+ * There is no kubelet, scheduler or controller-manager: pods stay Pending, namespaces stay
+ * Terminating, owner references are not garbage-collected, service accounts are not auto-created.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, openSync, rmSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CommandFailedError, ControlPlaneOptionsError, ControlPlaneStartError } from './errors.js';
+import { ensureTools, type ToolPaths } from './tools.js';
+
+/** An identity the API server knows by a static bearer token (`--token-auth-file`). */
+export interface StaticUserInit {
+  /** The user name, e.g. `system:serviceaccount:peertunnel-system:peertunnel`. */
+  name: string;
+  /** Groups besides `system:authenticated` (which every authenticated user gets). Default: none. */
+  groups?: readonly string[];
+  /** Default: the name. */
+  uid?: string;
+  /** Default: random. */
+  token?: string;
+}
+
+export interface StaticUser {
+  readonly name: string;
+  readonly groups: readonly string[];
+  readonly uid: string;
+  readonly token: string;
+}
+
+export interface ControlPlaneOptions {
+  /**
+   * Extra static users, by key (the key is only for looking them up in `ControlPlane.users`).
+   * Static tokens are read once at start, so every identity a test needs must be declared here;
+   * for a real service account token use `ControlPlane.serviceAccountToken` instead.
+   */
+  users?: Readonly<Record<string, StaticUserInit>>;
+  /** kube-apiserver flags to add or override (`name` without dashes); `null` removes a default. */
+  apiServerArgs?: Readonly<Record<string, string | null>>;
+  /** Give up on etcd or kube-apiserver becoming ready after this long. Default 90 s. */
+  startTimeoutMs?: number;
+  /** Keep the temp dir (logs, kubeconfig, etcd data) after stop(). Default: env PEERTUNNEL_KEEP_ENV=1. */
+  keepDir?: boolean;
+  /** Tool paths; default: `ensureTools()` (which builds them on a cold cache). */
+  tools?: ToolPaths;
+}
+
+export interface CommandOptions {
+  /** Written to the command's stdin. */
+  input?: string;
+  /** Authenticate as this bearer token instead of the admin (kubectl `--token`). */
+  token?: string;
+  /** Kill the command after this long. Default 60 s. */
+  timeoutMs?: number;
+}
+
+export interface CommandResult {
+  readonly stdout: string;
+  readonly stderr: string;
+  /** The exit code; null when killed (timeout). */
+  readonly code: number | null;
+}
+
+export interface RawResponse {
+  readonly status: number;
+  readonly body: string;
+}
+
+export interface ControlPlane {
+  /** `https://127.0.0.1:<port>` */
+  readonly url: string;
+  /** A `system:masters` token: bypasses RBAC. */
+  readonly adminToken: string;
+  /** A kubeconfig for the admin, with the serving CA embedded. */
+  readonly kubeconfigPath: string;
+  /** PEM of the CA that signed the API server's serving certificate. */
+  readonly caPem: string;
+  readonly etcdUrl: string;
+  readonly tools: ToolPaths;
+  readonly kubectlPath: string;
+  readonly helmPath: string;
+  /** The static users of `ControlPlaneOptions.users`, by the same keys, with their tokens. */
+  readonly users: Readonly<Record<string, StaticUser>>;
+  /** The temp dir holding logs (`etcd.log`, `kube-apiserver.log`), certs and kubeconfigs. */
+  readonly dir: string;
+  /** Runs kubectl against this control plane; never throws on a non-zero exit. */
+  kubectl(args: readonly string[], opts?: CommandOptions): Promise<CommandResult>;
+  /** Runs kubectl and returns stdout; throws CommandFailedError on a non-zero exit. */
+  kubectlOk(args: readonly string[], opts?: CommandOptions): Promise<string>;
+  /** Runs helm against this control plane (its own HELM_* dirs); never throws on a non-zero exit. */
+  helm(args: readonly string[], opts?: Omit<CommandOptions, 'token'>): Promise<CommandResult>;
+  /** A raw HTTPS request to the API server, as the admin unless `token` says otherwise ('' = anonymous). */
+  request(
+    path: string,
+    opts?: { method?: string; token?: string; body?: string; contentType?: string },
+  ): Promise<RawResponse>;
+  /** Writes a kubeconfig for a bearer token (e.g. a service account's) and returns its path. */
+  kubeconfigFor(token: string, opts?: { name?: string; namespace?: string }): Promise<string>;
+  /** A real, signed service account token (TokenRequest API); the ServiceAccount must exist. */
+  serviceAccountToken(namespace: string, name: string, opts?: { durationSeconds?: number }): Promise<string>;
+  /** Kills etcd and kube-apiserver and removes the temp dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** The identity a pod's projected token would carry, as a static user (no TokenRequest needed). */
+export function serviceAccountUser(namespace: string, name: string): StaticUserInit {
+  return {
+    name: `system:serviceaccount:${namespace}:${name}`,
+    groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`],
+  };
+}
+
+const DEFAULT_START_TIMEOUT_MS = 90_000;
+const DEFAULT_COMMAND_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 5_000;
+const LOG_TAIL_LINES = 40;
+
+// Children of this process that must not outlive it, whatever way it ends. The exit hook is the
+// second line of defence; the first is PR_SET_PDEATHSIG (via setpriv), which also covers SIGKILL.
+// Temp dirs left by a process that died without running its exit hook are removed by the next
+// start (see reapStaleDirs).
+const live = new Set<ChildProcess>();
+const liveDirs = new Set<string>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const c of live) c.kill('SIGKILL');
+    for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
+  });
+}
+function track(child: ChildProcess): void {
+  installExitHook();
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+}
+
+const DIR_PREFIX = 'peertunnel-cp-';
+const OWNER_FILE = 'owner.pid';
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but is someone else's.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes the temp dirs of control planes whose owning process is gone (killed with SIGKILL). */
+async function reapStaleDirs(): Promise<void> {
+  const entries = await readdir(tmpdir()).catch(() => []);
+  for (const name of entries.filter((n) => n.startsWith(DIR_PREFIX))) {
+    const dir = join(tmpdir(), name);
+    const pid = Number.parseInt(await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => ''), 10);
+    // No owner file: kept on purpose (keepDir) or still being created; leave it.
+    if (Number.isInteger(pid) && pid > 0 && !isAlive(pid)) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const hasSetpriv = ((): boolean => {
+  const r = spawnSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore' });
+  return r.status === 0;
+})();
+
+interface Daemon {
+  readonly child: ChildProcess;
+  readonly logPath: string;
+  /** Resolves when the process exits, with its code or signal. */
+  readonly exited: Promise<string>;
+}
+
+function startDaemon(bin: string, args: readonly string[], logPath: string): Daemon {
+  const fd = openSync(logPath, 'a');
+  try {
+    const [cmd, argv] = hasSetpriv
+      ? ['setpriv', ['--pdeathsig', 'KILL', '--', bin, ...args]]
+      : [bin, [...args]];
+    const child = spawn(cmd, argv, { stdio: ['ignore', fd, fd] });
+    track(child);
+    // Not holding the event loop open: a test that forgets stop() must not hang jest; the exit hook
+    // and the death signal then take the processes down.
+    child.unref();
+    const exited = new Promise<string>((resolve) => {
+      child.once('exit', (code, signal) => resolve(signal ?? `exit code ${String(code)}`));
+      child.once('error', (err) => resolve(`spawn error: ${err.message}`));
+    });
+    return { child, logPath, exited };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function stopDaemon(d: Daemon): Promise<void> {
+  if (d.child.exitCode !== null || d.child.signalCode !== null) return;
+  d.child.kill('SIGTERM');
+  // Cancelled once the process is gone: a pending timer would keep jest alive after the tests.
+  const grace = new AbortController();
+  const timeout = sleep(STOP_GRACE_MS, 'timeout', { signal: grace.signal }).catch(() => 'cancelled');
+  const first = await Promise.race([d.exited, timeout]);
+  grace.abort();
+  if (first === 'timeout') {
+    d.child.kill('SIGKILL');
+    await d.exited;
+  }
+}
+
+async function logTail(path: string): Promise<string> {
+  try {
+    const text = await readFile(path, 'utf8');
+    return text.trimEnd().split('\n').slice(-LOG_TAIL_LINES).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const addr = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (addr === null || typeof addr === 'string') throw new Error('listening socket has no port');
+  return addr.port;
+}
+
+/**
+ * Polls `probe` until it returns true, the daemon exits, or time runs out. A probe that throws is
+ * "not yet" (connection refused while the port opens).
+ */
+async function waitReady(
+  component: 'etcd' | 'kube-apiserver',
+  d: Daemon,
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exitedWith: string | undefined;
+  void d.exited.then((how) => {
+    exitedWith = how;
+  });
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (exitedWith !== undefined) {
+      throw new ControlPlaneStartError(component, `exited (${exitedWith})`, await logTail(d.logPath));
+    }
+    try {
+      if (await probe()) return;
+      last = 'not ready';
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await sleep(100);
+  }
+  throw new ControlPlaneStartError(
+    component,
+    `not ready after ${timeoutMs} ms (${last})`,
+    await logTail(d.logPath),
+  );
+}
+
+function httpsCall(
+  url: string,
+  ca: string | undefined,
+  opts: { method?: string; token?: string; body?: string; contentType?: string },
+): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = {};
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+    if (opts.body !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
+    const req = httpsRequest(
+      url,
+      {
+        method: opts.method ?? 'GET',
+        headers,
+        // The serving cert appears during start-up; until then we only probe, without verifying.
+        ...(ca === undefined ? { rejectUnauthorized: false } : { ca }),
+        signal: AbortSignal.timeout(10_000),
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          body += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+function runCommand(
+  bin: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  opts: { input?: string; timeoutMs?: number },
+): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, {
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: opts.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
+      killSignal: 'SIGKILL',
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      stdout += c;
+    });
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ stdout, stderr, code }));
+    // A command that exits before reading its input makes stdin emit EPIPE; the exit code tells.
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input);
+  });
+}
+
+const csvSafe = /^[^,"\r\n]+$/;
+
+function staticUsers(init: Readonly<Record<string, StaticUserInit>>): Record<string, StaticUser> {
+  const out: Record<string, StaticUser> = {};
+  for (const [key, u] of Object.entries(init)) {
+    const user: StaticUser = {
+      name: u.name,
+      uid: u.uid ?? u.name,
+      groups: [...(u.groups ?? [])],
+      token: u.token ?? randomBytes(24).toString('hex'),
+    };
+    for (const [field, value] of [
+      ['name', user.name],
+      ['uid', user.uid],
+      ['token', user.token],
+      ...user.groups.map((g) => ['groups', g] as const),
+    ] as const) {
+      if (!csvSafe.test(value)) {
+        throw new ControlPlaneOptionsError(
+          `users.${key}.${field}`,
+          value,
+          'a non-empty string without commas, quotes or newlines',
+        );
+      }
+    }
+    out[key] = user;
+  }
+  return out;
+}
+
+function kubeconfig(url: string, caPem: string, token: string, user: string, namespace: string): string {
+  // JSON is YAML, and kubectl, helm and @kubernetes/client-node all read it.
+  return JSON.stringify(
+    {
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        {
+          name: 'peertunnel-test',
+          cluster: { server: url, 'certificate-authority-data': Buffer.from(caPem).toString('base64') },
+        },
+      ],
+      users: [{ name: user, user: { token } }],
+      contexts: [{ name: user, context: { cluster: 'peertunnel-test', user, namespace } }],
+      'current-context': user,
+    },
+    null,
+    2,
+  );
+}
+
+function argList(args: Record<string, string | null>): string[] {
+  return Object.entries(args).flatMap(([k, v]) => (v === null ? [] : [`--${k}=${v}`]));
+}
+
+/** Starts etcd and kube-apiserver and waits until /readyz says yes. Call `stop()` when done. */
+export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const tools = opts.tools ?? (await ensureTools());
+  const timeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  const keepDir = opts.keepDir ?? process.env.PEERTUNNEL_KEEP_ENV === '1';
+  const users = staticUsers(opts.users ?? {});
+  const adminToken = randomBytes(24).toString('hex');
+  await reapStaleDirs();
+  const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
+  const daemons: Daemon[] = [];
+  if (!keepDir) {
+    installExitHook();
+    liveDirs.add(dir);
+  }
+
+  const cleanup = async (): Promise<void> => {
+    // The API server first, so it does not spend its last seconds complaining about etcd.
+    for (const d of [...daemons].reverse()) await stopDaemon(d);
+    daemons.length = 0;
+    liveDirs.delete(dir);
+    if (keepDir) process.stderr.write(`peertunnel test control plane kept in ${dir}\n`);
+    else await rm(dir, { recursive: true, force: true });
+  };
+
+  try {
+    // A kept dir has no owner, so no later start reaps it.
+    if (!keepDir) await writeFile(join(dir, OWNER_FILE), String(process.pid));
+    // etcd. Ports are picked free and then bound by the child: another process can take one in
+    // between, so a start that dies is retried on fresh ports.
+    let etcdUrl = '';
+    for (let attempt = 1; ; attempt++) {
+      const [clientPort, peerPort] = [await freePort(), await freePort()];
+      etcdUrl = `http://127.0.0.1:${clientPort}`;
+      const peerUrl = `http://127.0.0.1:${peerPort}`;
+      const etcd = startDaemon(
+        tools.etcd,
+        [
+          '--name=default',
+          `--data-dir=${join(dir, 'etcd')}`,
+          `--listen-client-urls=${etcdUrl}`,
+          `--advertise-client-urls=${etcdUrl}`,
+          `--listen-peer-urls=${peerUrl}`,
+          `--initial-advertise-peer-urls=${peerUrl}`,
+          `--initial-cluster=default=${peerUrl}`,
+          // Throwaway data: durability costs seconds per test run on a shared disk.
+          '--unsafe-no-fsync=true',
+          '--log-level=warn',
+        ],
+        join(dir, 'etcd.log'),
+      );
+      daemons.push(etcd);
+      try {
+        await waitReady(
+          'etcd',
+          etcd,
+          async () => {
+            const res = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
+            return res.ok && ((await res.json()) as { health?: string }).health === 'true';
+          },
+          timeoutMs,
+        );
+        break;
+      } catch (err) {
+        await stopDaemon(etcd);
+        daemons.pop();
+        if (attempt >= 3) throw err;
+        await rm(join(dir, 'etcd'), { recursive: true, force: true });
+      }
+    }
+
+    // Service account signing keys: the API server signs TokenRequest tokens with them.
+    const sa = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    await writeFile(join(dir, 'sa.key'), sa.privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+      mode: 0o600,
+    });
+    await writeFile(join(dir, 'sa.pub'), sa.publicKey.export({ type: 'spki', format: 'pem' }));
+    const tokenLines = [
+      `${adminToken},peertunnel-test-admin,peertunnel-test-admin,"system:masters"`,
+      ...Object.values(users).map((u) => `${u.token},${u.name},${u.uid},"${u.groups.join(',')}"`),
+    ];
+    await writeFile(join(dir, 'tokens.csv'), `${tokenLines.join('\n')}\n`, { mode: 0o600 });
+
+    const certDir = join(dir, 'certs');
+    let url = '';
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      url = `https://127.0.0.1:${port}`;
+      const args: Record<string, string | null> = {
+        'etcd-servers': etcdUrl,
+        'bind-address': '127.0.0.1',
+        'secure-port': String(port),
+        // Otherwise it picks the host's first interface; the self-signed cert then lacks 127.0.0.1.
+        'advertise-address': '127.0.0.1',
+        // No serving cert given: kube-apiserver makes a CA and a cert signed by it, in this dir.
+        'cert-dir': certDir,
+        'token-auth-file': join(dir, 'tokens.csv'),
+        'authorization-mode': 'RBAC',
+        'service-account-issuer': 'https://kubernetes.default.svc.cluster.local',
+        'service-account-key-file': join(dir, 'sa.pub'),
+        'service-account-signing-key-file': join(dir, 'sa.key'),
+        'service-cluster-ip-range': '10.0.0.0/24',
+        'allow-privileged': 'true',
+        'enable-admission-plugins': [
+          'NamespaceLifecycle',
+          'LimitRanger',
+          'PodSecurity',
+          'MutatingAdmissionWebhook',
+          'ValidatingAdmissionWebhook',
+          'ValidatingAdmissionPolicy',
+          'ResourceQuota',
+        ].join(','),
+        // Without a controller-manager nothing creates the `default` service account, and this
+        // plugin would then refuse every pod (envtest does the same).
+        'disable-admission-plugins': 'ServiceAccount',
+        // A loopback advertise address cannot be an Endpoints address; nothing here needs them.
+        'endpoint-reconciler-type': 'none',
+        profiling: 'false',
+        ...opts.apiServerArgs,
+      };
+      const d = startDaemon(tools.kubeApiserver, argList(args), join(dir, 'kube-apiserver.log'));
+      daemons.push(d);
+      try {
+        await waitReady(
+          'kube-apiserver',
+          d,
+          async () =>
+            (await httpsCall(`${url}/readyz`, undefined, { token: adminToken })).status === 200 &&
+            existsSync(join(certDir, 'apiserver.crt')),
+          timeoutMs,
+        );
+        break;
+      } catch (err) {
+        await stopDaemon(d);
+        daemons.pop();
+        const inUse = (await logTail(d.logPath)).includes('address already in use');
+        if (!inUse || attempt >= 3) throw err;
+      }
+    }
+
+    // apiserver.crt holds the serving cert followed by the CA that signed it; trusting the file
+    // trusts that CA, which is all a client needs.
+    const caPem = await readFile(join(certDir, 'apiserver.crt'), 'utf8');
+    const kubeconfigPath = join(dir, 'kubeconfig');
+    await writeFile(kubeconfigPath, kubeconfig(url, caPem, adminToken, 'admin', 'default'), { mode: 0o600 });
+
+    const baseEnv: NodeJS.ProcessEnv = { ...process.env };
+    // Nothing of the developer's own cluster may leak in.
+    delete baseEnv.KUBECONFIG;
+    const kubectlCache = join(dir, 'kubectl-cache');
+    const kubectl = (args: readonly string[], o: CommandOptions = {}): Promise<CommandResult> =>
+      runCommand(
+        tools.kubectl,
+        [
+          `--kubeconfig=${kubeconfigPath}`,
+          `--cache-dir=${kubectlCache}`,
+          ...(o.token === undefined ? [] : [`--token=${o.token}`]),
+          ...args,
+        ],
+        baseEnv,
+        o,
+      );
+    const helmEnv: NodeJS.ProcessEnv = {
+      ...baseEnv,
+      KUBECONFIG: kubeconfigPath,
+      HELM_CACHE_HOME: join(dir, 'helm', 'cache'),
+      HELM_CONFIG_HOME: join(dir, 'helm', 'config'),
+      HELM_DATA_HOME: join(dir, 'helm', 'data'),
+    };
+    let stopping: Promise<void> | undefined;
+    let extraConfigs = 0;
+
+    return {
+      url,
+      adminToken,
+      kubeconfigPath,
+      caPem,
+      etcdUrl,
+      tools,
+      kubectlPath: tools.kubectl,
+      helmPath: tools.helm,
+      users,
+      dir,
+      kubectl,
+      async kubectlOk(args, o) {
+        const r = await kubectl(args, o);
+        if (r.code !== 0) throw new CommandFailedError('kubectl', args, r.code, r.stderr);
+        return r.stdout;
+      },
+      helm: (args, o = {}) => runCommand(tools.helm, args, helmEnv, o),
+      request: (path, o = {}) => httpsCall(`${url}${path}`, caPem, { ...o, token: o.token ?? adminToken }),
+      async kubeconfigFor(token, o = {}) {
+        const path = join(dir, `kubeconfig-${++extraConfigs}`);
+        await writeFile(path, kubeconfig(url, caPem, token, o.name ?? 'user', o.namespace ?? 'default'), {
+          mode: 0o600,
+        });
+        return path;
+      },
+      async serviceAccountToken(namespace, name, o = {}) {
+        const args = ['create', 'token', name, '-n', namespace, `--duration=${o.durationSeconds ?? 3600}s`];
+        const r = await kubectl(args);
+        if (r.code !== 0) throw new CommandFailedError('kubectl', args, r.code, r.stderr);
+        return r.stdout.trim();
+      },
+      stop() {
+        stopping ??= cleanup();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
