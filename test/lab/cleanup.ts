@@ -3,7 +3,7 @@
  * whose owner process is gone (a crashed or killed test run).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,6 +14,8 @@ import { LAB_NAMESPACE_PATTERN } from './plan.js';
 export function runDir(runId: string): string {
   return join(tmpdir(), `ptlab-${runId}`);
 }
+
+const RUN_DIR_PATTERN = /^ptlab-(\d+-[0-9a-f]{4})$/;
 
 interface OwnerRecord {
   pid: number;
@@ -167,6 +169,13 @@ export async function cleanStaleLabs(): Promise<string[]> {
       rmSync(dir, { recursive: true, force: true });
     }
     cleaned.push(runId);
+  }
+  // Run directories whose namespaces are already gone (a crash after teardown began).
+  for (const entry of readdirSync(tmpdir())) {
+    const runId = RUN_DIR_PATTERN.exec(entry)?.[1];
+    if (runId !== undefined && !byRun.has(runId) && !isRunAlive(runId)) {
+      rmSync(join(tmpdir(), entry), { recursive: true, force: true });
+    }
   }
   return cleaned;
 }

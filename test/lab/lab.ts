@@ -9,7 +9,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { publicRanges } from './addresses.js';
@@ -26,6 +26,7 @@ import { LabCleanupError, LabConfigError, LabError, MiniupnpdStartError } from '
 import { type ExecOptions, type ExecResult, LineReader, run, runOk, waitForExit } from './exec.js';
 import {
   type HostPlan,
+  LAB_NAMESPACE_PATTERN,
   type LabInit,
   type LabPlan,
   type NatKind,
@@ -417,8 +418,19 @@ class LabImpl implements Lab {
  * }
  */
 export async function createLab(init: LabInit = {}): Promise<Lab> {
-  const plan = planLab(init, newRunId());
+  planLab(init, newRunId()); // validate the options before touching the machine
   await cleanStaleLabs();
+  // Two labs of one process share the pid part of the run id: retry the 4 random hex digits until
+  // no namespace of that run exists (bounded; 65536 choices).
+  const taken = new Set((await listLabNamespaces()).map((ns) => LAB_NAMESPACE_PATTERN.exec(ns)?.[1]));
+  let runId = newRunId();
+  for (let attempt = 0; taken.has(runId) || existsSync(runDir(runId)); attempt++) {
+    if (attempt >= 20) {
+      throw new LabError('could not find a free lab run id in 20 attempts');
+    }
+    runId = newRunId();
+  }
+  const plan = planLab(init, runId);
   const lab = new LabImpl(plan);
   try {
     await lab.build();
