@@ -191,8 +191,3 @@ export function obj<P extends Record<string, AnyProp>>(
   if (o.mapType !== undefined) json['x-kubernetes-map-type'] = o.mapType;
   return { json: withRules(json, o.validations) };
 }
-
-/** An object whose fields the schema does not describe (e.g. ObjectMeta, which the server validates). */
-export function opaqueObject<T>(description: string): Schema<T> {
-  return { json: { type: 'object', description } };
-}

@@ -17,7 +17,6 @@ import {
   type JsonSchemaProps,
   map,
   obj,
-  opaqueObject,
   opt,
   req,
   type Schema,
@@ -493,7 +492,8 @@ export const peerTunnelSpecSchema = obj(
           {
             rule: 'self.all(f, self.exists_one(g, g.localPort == f.localPort))',
             message: 'localPort values must be unique: each forward listens on its own port',
-            reason: 'FieldValueDuplicate',
+            // Not FieldValueDuplicate: the API server prints that reason without the message.
+            reason: 'FieldValueInvalid',
           },
         ],
       }),
@@ -654,7 +654,8 @@ function rootSchema(kind: string, description: string, spec: Schema<unknown>, st
         type: 'string',
         description: `Kind is a string value representing the REST resource this object represents (${kind}).`,
       },
-      metadata: opaqueObject<V1ObjectMeta>('Standard object metadata.').json,
+      // The API server refuses anything but `type: object` here (it owns ObjectMeta's schema).
+      metadata: { type: 'object' },
       spec: spec.json,
       status: status.json,
     },
