@@ -80,6 +80,11 @@ describeLab('NAT lab: topology and NAT behaviour', () => {
       const lo = await run('ip', ['-n', ns, '-o', 'link', 'show', 'lo']);
       expect(lo.stdout).toMatch(/[<,]UP[,>]/);
     }
+    // What a spawned process prints is kept for failure messages.
+    const talker = lab.host('a').spawn('sh', ['-c', 'echo to-stdout; echo to-stderr >&2']);
+    expect(await waitForExit(talker, 5_000)).toBe(true);
+    expect(lab.output(talker)).toContain('to-stdout');
+    expect(lab.output(talker)).toContain('to-stderr');
     // 127.0.0.1 works inside a pod host.
     const host = lab.host('a');
     const server = await startTcpServer(host, 7050, '127.0.0.1');

@@ -102,6 +102,8 @@ export interface Lab {
   relay(index?: number): LabHost;
   host(site: string, index?: number): LabHost;
   router(site: string): LabRouter;
+  /** The last 16 KiB of a spawned process's stdout and stderr, interleaved: for failure messages. */
+  output(child: ChildProcess): string;
   /** Pids of every process in the lab's namespaces, spawned by the lab or by its processes. */
   pids(): Promise<number[]>;
   /** Kill every process, delete every namespace and the run directory. Idempotent. */
@@ -114,6 +116,7 @@ export function labTool(name: string): string {
 }
 
 const TERM_GRACE_MS = 2_000;
+const OUTPUT_TAIL_CHARS = 16 * 1024;
 const KILL_GRACE_MS = 2_000;
 const MINIUPNPD_READY_MS = 20_000;
 
@@ -208,6 +211,7 @@ class LabImpl implements Lab {
   readonly routers: readonly Router[];
   readonly dir: string;
   private readonly children = new Set<ChildProcess>();
+  private readonly outputs = new WeakMap<ChildProcess, () => string>();
   private stopping: Promise<void> | undefined;
   private readonly exitHook = (): void => this.stopSync();
 
@@ -258,10 +262,24 @@ class LabImpl implements Lab {
     }
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
+    // Always drain both pipes: a chatty process nobody reads would otherwise block on a full pipe.
+    // Listeners added later by the caller (e.g. a LineReader right after spawn) still see every
+    // chunk, since no data is emitted before the current tick ends.
+    let tail = '';
+    const keep = (chunk: Buffer | string): void => {
+      tail = (tail + chunk.toString()).slice(-OUTPUT_TAIL_CHARS);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.outputs.set(child, () => tail);
     // Keep a spawn failure (e.g. ENOENT) from becoming an unhandled 'error' event: the 'exit'
     // and LineReader report it to whoever waits on the process.
     child.on('error', () => {});
     return child;
+  }
+
+  output(child: ChildProcess): string {
+    return this.outputs.get(child)?.() ?? '';
   }
 
   async pids(): Promise<number[]> {
