@@ -10,7 +10,8 @@
  *   backpressure; the muxer's window must stay at or below the stream's read buffer limit.
  *
  * Half-close: a FIN from the socket closes the stream's write side; the remote closing its write
- * side ends the socket. A reset on either side resets the other (RST on the socket), so a broken
+ * side ends the socket, on the stream's `end` event, which comes only after every buffered byte
+ * was delivered (`remoteCloseWrite` can overtake data that arrived before the pipe was attached). A reset on either side resets the other (RST on the socket), so a broken
  * tunnel is never mistaken for a clean end of data.
  */
 import type { Socket } from 'node:net';
@@ -56,7 +57,7 @@ export function pipe(socket: Socket, stream: Stream, options: PipeOptions = {}):
       signal?.removeEventListener('abort', onAbort);
       stream.removeEventListener('message', onMessage);
       stream.removeEventListener('drain', onStreamDrain);
-      stream.removeEventListener('remoteCloseWrite', onRemoteCloseWrite);
+      stream.removeEventListener('end', onRemoteEnd);
       stream.removeEventListener('close', onStreamClose);
       resolve(error === undefined ? { outcome, sent, received } : { outcome, error, sent, received });
     };
@@ -111,12 +112,14 @@ export function pipe(socket: Socket, stream: Stream, options: PipeOptions = {}):
       }
       onReceived?.(data.byteLength);
       if (!more && stream.readStatus === 'readable') stream.pause();
+      // Bytes a protocol negotiation read ahead are pushed back after 'end' already fired.
+      if (stream.readableEnded && stream.readBufferLength === 0) onRemoteEnd();
     };
     const onSocketDrain = () => {
       if (stream.readStatus === 'paused') stream.resume();
     };
-    const onRemoteCloseWrite = () => {
-      socket.end();
+    const onRemoteEnd = () => {
+      if (!socket.writableEnded) socket.end();
     };
 
     const onStreamClose = (evt: StreamCloseEvent) => {
@@ -124,9 +127,9 @@ export function pipe(socket: Socket, stream: Stream, options: PipeOptions = {}):
       if (evt.error !== undefined) {
         settle(evt.local === true ? 'local_error' : 'reset_by_peer', evt.error);
         resetSocket();
-      } else if (!socket.writableEnded) {
-        // A clean close that skipped remoteCloseWrite still means no more data: end, do not reset.
-        socket.end();
+      } else if (stream.readBufferLength === 0) {
+        // A clean close means no more data: end, do not reset. Buffered bytes end via 'end'.
+        onRemoteEnd();
       }
       finish();
     };
@@ -157,12 +160,12 @@ export function pipe(socket: Socket, stream: Stream, options: PipeOptions = {}):
     socket.on('close', onSocketClose);
     stream.addEventListener('message', onMessage);
     stream.addEventListener('drain', onStreamDrain);
-    stream.addEventListener('remoteCloseWrite', onRemoteCloseWrite);
+    stream.addEventListener('end', onRemoteEnd);
     stream.addEventListener('close', onStreamClose);
     if (signal?.aborted === true) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
     if (stream.readStatus === 'paused') stream.resume();
-    if (stream.remoteWriteStatus === 'closed') onRemoteCloseWrite();
+    if (stream.readableEnded && stream.readBufferLength === 0) onRemoteEnd();
     finish();
   });
 }

@@ -1,0 +1,315 @@
+/**
+ * The data plane with real node processes on 127.0.0.1: a relay/bootstrap node, an exposer and a
+ * forwarder, plus real TCP servers and clients in this process.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import {
+  eventually,
+  type NodeProcess,
+  REPO_ROOT,
+  startNodeProcess,
+  testSwarmKey,
+} from '../helpers/node-process.js';
+import {
+  connectTo,
+  download,
+  echoRoundTrip,
+  echoServer,
+  nameServer,
+  readAll,
+  rssOf,
+  sinkServer,
+  sourceServer,
+  type TestServer,
+  upload,
+} from '../helpers/traffic.js';
+
+const GiB = 1024 * 1024 * 1024;
+const MiB = 1024 * 1024;
+const KEY_ENV = 'PEERTUNNEL_TEST_KEY';
+const env = { [KEY_ENV]: testSwarmKey() };
+const base = {
+  swarmKey: { env: KEY_ENV },
+  listen: ['/ip4/127.0.0.1/tcp/0'],
+  log: { level: 'info' as const },
+};
+const run = promisify(execFile);
+
+describe('tunnel between node processes', () => {
+  let relay: NodeProcess;
+  let exposer: NodeProcess;
+  let forwarder: NodeProcess;
+  const servers: Record<string, TestServer> = {};
+  const ports = { sink: 0, source: 0, echo: 0 };
+
+  beforeAll(async () => {
+    servers.sink = await sinkServer();
+    servers.source = await sourceServer();
+    servers.echo = await echoServer();
+    relay = await startNodeProcess({ ...base, role: 'relay' }, { env });
+    exposer = await startNodeProcess(
+      {
+        ...base,
+        bootstrap: relay.addresses,
+        expose: [
+          { name: 'sink', port: servers.sink.port },
+          { name: 'source', port: servers.source.port },
+          { name: 'echo', port: servers.echo.port },
+        ],
+      },
+      { env },
+    );
+    const free = await Promise.all([0, 1, 2].map(() => freePort()));
+    ports.sink = free[0] ?? 0;
+    ports.source = free[1] ?? 0;
+    ports.echo = free[2] ?? 0;
+    forwarder = await startNodeProcess(
+      {
+        ...base,
+        bootstrap: relay.addresses,
+        forward: [
+          { name: 'sink', localPort: ports.sink },
+          { name: 'source', localPort: ports.source },
+          { name: 'echo', localPort: ports.echo },
+        ],
+      },
+      { env },
+    );
+    await eventually(
+      async () =>
+        (await forwarder.status()).forwards.every((f) => f.providers.length === 1) ? true : undefined,
+      20_000,
+      'providers',
+    );
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled([forwarder?.stop(), exposer?.stop(), relay?.stop()]);
+    await Promise.allSettled(Object.values(servers).map((s) => s.close()));
+  });
+
+  it('is ready once connected with every forward bound', async () => {
+    const res = await fetch(`http://${forwarder.admin}/readyz`);
+    expect(res.status).toBe(200);
+    const status = await forwarder.status();
+    expect(status.ready).toBe(true);
+    expect(status.forwards.map((f) => f.listening)).toEqual([true, true, true]);
+    expect(status.forwards[0]?.providers[0]?.peer).toBe(exposer.peerId);
+  });
+
+  it('carries 1 GiB upstream intact to a server that answers only after FIN', async () => {
+    const r = await upload(ports.sink, GiB);
+    expect(r.bytes).toBe(GiB);
+    expect(r.answered).toBe(r.expected);
+  }, 300_000);
+
+  it('carries 1 GiB downstream intact', async () => {
+    const r = await download(ports.source, GiB);
+    expect(r.bytes).toBe(GiB);
+    expect(r.received).toBe(r.expected);
+  }, 300_000);
+
+  it('counts the gigabytes in /metrics on both ends', async () => {
+    const sent = await forwarder.metric('peertunnel_stream_bytes_total', {
+      service: 'sink',
+      side: 'forward',
+      direction: 'sent',
+    });
+    const received = await forwarder.metric('peertunnel_stream_bytes_total', {
+      service: 'source',
+      side: 'forward',
+      direction: 'received',
+    });
+    expect(sent).toBeGreaterThanOrEqual(GiB);
+    expect(received).toBeGreaterThanOrEqual(GiB);
+    const exposed = await exposer.metric('peertunnel_stream_bytes_total', {
+      service: 'sink',
+      side: 'expose',
+      direction: 'received',
+    });
+    expect(exposed).toBeGreaterThanOrEqual(GiB);
+    expect(await forwarder.metric('peertunnel_forward_providers', { service: 'sink' })).toBe(1);
+    expect(await forwarder.metric('peertunnel_forward_listener_up', { service: 'echo' })).toBe(1);
+  });
+
+  it('runs 200 concurrent connections intact over one libp2p connection', async () => {
+    const before = await exposer.metric('peertunnel_streams_opened_total', {
+      service: 'echo',
+      side: 'expose',
+    });
+    const results = await Promise.all(
+      Array.from({ length: 200 }, () => echoRoundTrip(ports.echo, 64 * 1024)),
+    );
+    expect(results.filter((ok) => ok)).toHaveLength(200);
+    const after = await exposer.metric('peertunnel_streams_opened_total', {
+      service: 'echo',
+      side: 'expose',
+    });
+    expect(after - before).toBe(200);
+    const status = await forwarder.status();
+    expect(status.peers.filter((p) => p.peer === exposer.peerId)).toHaveLength(1);
+    expect(await forwarder.metric('peertunnel_streams_failed_total', { service: 'echo' })).toBe(0);
+  }, 120_000);
+
+  it('keeps other connections flowing and memory bounded while one reader stalls', async () => {
+    const stalled = await connectTo(ports.source);
+    stalled.pause();
+    const seedHex = '00112233445566778899aabbccddeeff';
+    stalled.write(`${seedHex} ${256 * MiB}\n`);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const rssBefore = { f: await rssOf(forwarder.proc.pid ?? 0), e: await rssOf(exposer.proc.pid ?? 0) };
+    // 64 MiB through 16 other connections while 256 MiB wait behind the stalled one.
+    const others = await Promise.all(Array.from({ length: 16 }, () => echoRoundTrip(ports.echo, 4 * MiB)));
+    expect(others.every((ok) => ok)).toBe(true);
+    const up = await upload(ports.sink, 32 * MiB);
+    expect(up.answered).toBe(up.expected);
+    const rssDuring = { f: await rssOf(forwarder.proc.pid ?? 0), e: await rssOf(exposer.proc.pid ?? 0) };
+    // The stalled stream may hold at most its yamux window plus socket buffers on each side.
+    expect(rssDuring.f - rssBefore.f).toBeLessThan(96 * MiB);
+    expect(rssDuring.e - rssBefore.e).toBeLessThan(96 * MiB);
+    // The stalled connection then resumes and gets every byte, in order.
+    const { createHash } = await import('node:crypto');
+    const { expectedHash } = await import('../helpers/traffic.js');
+    const h = createHash('sha256');
+    let n = 0;
+    const done = readAll(stalled, (d) => {
+      n += d.length;
+      h.update(d);
+    });
+    stalled.resume();
+    await done;
+    expect(n).toBe(256 * MiB);
+    expect(h.digest('hex')).toBe(expectedHash(Buffer.from(seedHex, 'hex'), 256 * MiB));
+  }, 180_000);
+
+  it('refuses and counts a member asking for a name that is not exposed', async () => {
+    const before = await exposer.metric('peertunnel_streams_refused_total', { reason: 'not_exposed' });
+    const probe = join(REPO_ROOT, 'dist', 'test', 'helpers', 'probe-protocol.js');
+    const target = exposer.addresses[0] ?? '';
+    const { stdout } = await run(
+      process.execPath,
+      [probe, KEY_ENV, target, '/x/peertunnel/secret-admin/1.0.0'],
+      {
+        env: { ...process.env, ...env },
+      },
+    );
+    expect(JSON.parse(stdout.trim().split('\n').pop() ?? '{}')).toMatchObject({ result: 'refused' });
+    await eventually(
+      async () =>
+        (await exposer.metric('peertunnel_streams_refused_total', { reason: 'not_exposed' })) > before
+          ? true
+          : undefined,
+      5_000,
+      'refusal counter',
+    );
+    // The same member reaches an exposed name: the refusal was about the name, not the member.
+    const ok = await run(process.execPath, [probe, KEY_ENV, target, '/x/peertunnel/echo/1.0.0'], {
+      env: { ...process.env, ...env },
+    });
+    expect(JSON.parse(ok.stdout.trim().split('\n').pop() ?? '{}')).toMatchObject({ result: 'ok' });
+  }, 60_000);
+
+  it('keeps a node with the wrong swarm key out of the network and the DHT', async () => {
+    const wrongEnv = { [KEY_ENV]: testSwarmKey() };
+    const port = await freePort();
+    const outsider = await startNodeProcess(
+      {
+        ...base,
+        bootstrap: [...relay.addresses, ...exposer.addresses],
+        forward: [{ name: 'echo', localPort: port }],
+      },
+      { env: wrongEnv },
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 4_000));
+      const status = await outsider.status();
+      expect(status.peers).toEqual([]);
+      expect(status.ready).toBe(false);
+      expect(status.forwards[0]?.providers).toEqual([]);
+      expect(await outsider.metric('peertunnel_dht_lookups_total', { result: 'found' })).toBe(0);
+      expect((await relay.status()).peers.map((p) => p.peer)).not.toContain(outsider.peerId);
+      // A connection to its forward is reset, never silently answered.
+      const s = await connectTo(port);
+      await expect(readAll(s)).rejects.toThrow();
+      expect(
+        await outsider.metric('peertunnel_streams_failed_total', { service: 'echo', reason: 'no_provider' }),
+      ).toBe(1);
+    } finally {
+      await outsider.stop();
+    }
+  }, 60_000);
+});
+
+describe('replicas of one service', () => {
+  it('spreads new connections over two exposers and fails over within 2 s when one dies', async () => {
+    const a = await nameServer('replica-a');
+    const b = await nameServer('replica-b');
+    const relay = await startNodeProcess({ ...base, role: 'relay' }, { env });
+    const nodes: NodeProcess[] = [relay];
+    try {
+      const ea = await startNodeProcess(
+        { ...base, bootstrap: relay.addresses, expose: [{ name: 'lb', port: a.port }] },
+        { env },
+      );
+      nodes.push(ea);
+      const eb = await startNodeProcess(
+        { ...base, bootstrap: relay.addresses, expose: [{ name: 'lb', port: b.port }] },
+        { env },
+      );
+      nodes.push(eb);
+      await Promise.all([ea, eb].map((n) => n.waitFor((l) => l.event === 'service_announced')));
+      const port = await freePort();
+      const fwd = await startNodeProcess(
+        { ...base, bootstrap: relay.addresses, forward: [{ name: 'lb', localPort: port }] },
+        { env },
+      );
+      nodes.push(fwd);
+      await eventually(
+        async () => ((await fwd.status()).forwards[0]?.providers.length === 2 ? true : undefined),
+        20_000,
+        'two providers',
+      );
+
+      const ask = async () => (await readAll(await connectTo(port))).toString().trim();
+      const spread: string[] = [];
+      for (let i = 0; i < 20; i++) spread.push(await ask());
+      expect(spread.filter((n) => n === 'replica-a').length).toBeGreaterThanOrEqual(5);
+      expect(spread.filter((n) => n === 'replica-b').length).toBeGreaterThanOrEqual(5);
+      expect(await fwd.metric('peertunnel_forward_providers', { service: 'lb' })).toBe(2);
+
+      await eb.kill();
+      const killedAt = Date.now();
+      const outcomes: Array<{ at: number; ok: boolean }> = [];
+      while (Date.now() - killedAt < 4_000) {
+        const at = Date.now() - killedAt;
+        const ok = await ask().then(
+          (n) => n === 'replica-a',
+          () => false,
+        );
+        outcomes.push({ at, ok });
+      }
+      const late = outcomes.filter((o) => o.at >= 2_000);
+      expect(late.length).toBeGreaterThan(0);
+      expect(late.every((o) => o.ok)).toBe(true);
+      const firstOk = outcomes.find((o) => o.ok);
+      expect(firstOk?.at).toBeLessThan(2_000);
+    } finally {
+      await Promise.allSettled(nodes.reverse().map((n) => n.stop()));
+      await Promise.allSettled([a.close(), b.close()]);
+    }
+  }, 120_000);
+});
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen({ host: '127.0.0.1', port: 0 }, () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
+    });
+  });
+}
