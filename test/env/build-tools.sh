@@ -136,7 +136,8 @@ if [ -z "$todo" ]; then print_paths; exit 0; fi
 WORK="$(mktemp -d "$TOOLS_DIR/.build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
-export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOWORK=off GONOSUMDB="${GONOSUMDB:-}"
+# Static binaries; no VCS stamping (the wrapper modules are not repositories); no go.work in play.
+export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOWORK=off
 NICE=(nice -n 10)
 # Reproducible, not the wall clock: the binaries are keyed by version and should not differ per build.
 BUILD_DATE=1970-01-01T00:00:00Z

@@ -42,7 +42,12 @@ export interface ControlPlaneOptions {
    * for a real service account token use `ControlPlane.serviceAccountToken` instead.
    */
   users?: Readonly<Record<string, StaticUserInit>>;
-  /** kube-apiserver flags to add or override (`name` without dashes); `null` removes a default. */
+  /**
+   * kube-apiserver flags to add or override (`name` without dashes); `null` removes a default.
+   * E.g. `{ 'service-cluster-ip-range': '127.1.0.0/24' }` makes ClusterIPs loopback addresses, so
+   * a webhook configured by Service reference is reachable (the API server calls ClusterIP:port,
+   * with TLS server name `<svc>.<ns>.svc`) by a server listening on that ClusterIP.
+   */
   apiServerArgs?: Readonly<Record<string, string | null>>;
   /** Give up on etcd or kube-apiserver becoming ready after this long. Default 90 s. */
   startTimeoutMs?: number;
@@ -94,6 +99,11 @@ export interface ControlPlane {
   kubectl(args: readonly string[], opts?: CommandOptions): Promise<CommandResult>;
   /** Runs kubectl and returns stdout; throws CommandFailedError on a non-zero exit. */
   kubectlOk(args: readonly string[], opts?: CommandOptions): Promise<string>;
+  /**
+   * `kubectl apply` of objects (server-side validation included), as the admin unless `token` says
+   * otherwise; throws CommandFailedError with the server's message when the server refuses one.
+   */
+  apply(objects: object | readonly object[], opts?: Omit<CommandOptions, 'input'>): Promise<string>;
   /** Runs helm against this control plane (its own HELM_* dirs); never throws on a non-zero exit. */
   helm(args: readonly string[], opts?: Omit<CommandOptions, 'token'>): Promise<CommandResult>;
   /** A raw HTTPS request to the API server, as the admin unless `token` says otherwise ('' = anonymous). */
@@ -572,6 +582,16 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       kubectl,
       async kubectlOk(args, o) {
         const r = await kubectl(args, o);
+        if (r.code !== 0) throw new CommandFailedError('kubectl', args, r.code, r.stderr);
+        return r.stdout;
+      },
+      async apply(objects, o = {}) {
+        const items = Array.isArray(objects) ? objects : [objects];
+        const args = ['apply', '-f', '-'];
+        const r = await kubectl(args, {
+          ...o,
+          input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }),
+        });
         if (r.code !== 0) throw new CommandFailedError('kubectl', args, r.code, r.stderr);
         return r.stdout;
       },
