@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
@@ -132,25 +132,33 @@ const DEFAULT_COMMAND_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
 const LOG_TAIL_LINES = 40;
 
-// Children of this process that must not outlive it, whatever way it ends. The exit hook is the
-// second line of defence; the first is PR_SET_PDEATHSIG (via setpriv), which also covers SIGKILL.
-// Temp dirs left by a process that died without running its exit hook are removed by the next
-// start (see reapStaleDirs).
+// Children of this process must not outlive it, whatever way it ends. The kill comes from
+// PR_SET_PDEATHSIG (via setpriv), which covers SIGKILL too; an exit hook is the fallback where
+// setpriv is missing (it does not fire under jest, whose `process` is a per-file copy). Temp dirs
+// are removed by a janitor process that waits for this one to die, and, should that be killed
+// too, by the next start (reapStaleDirs).
 const live = new Set<ChildProcess>();
-const liveDirs = new Set<string>();
 let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const c of live) c.kill('SIGKILL');
-    for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
-  });
-}
 function track(child: ChildProcess): void {
-  installExitHook();
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of live) c.kill('SIGKILL');
+    });
+  }
   live.add(child);
   child.once('exit', () => live.delete(child));
+}
+
+/** Removes `dir` once this process is gone; kill the janitor to cancel. */
+function startJanitor(dir: string): ChildProcess {
+  const script =
+    'tail --pid="$0" -f /dev/null 2>/dev/null || while kill -0 "$0" 2>/dev/null; do sleep 2; done; rm -rf -- "$1"';
+  // Its own process group, so the Ctrl-C that stops the tests does not stop the cleanup.
+  const janitor = spawn('sh', ['-c', script, String(process.pid), dir], { detached: true, stdio: 'ignore' });
+  janitor.on('error', () => {});
+  janitor.unref();
+  return janitor;
 }
 
 const DIR_PREFIX = 'peertunnel-cp-';
@@ -407,16 +415,20 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   await reapStaleDirs();
   const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
   const daemons: Daemon[] = [];
-  if (!keepDir) {
-    installExitHook();
-    liveDirs.add(dir);
-  }
+  const janitor = keepDir ? undefined : startJanitor(dir);
 
   const cleanup = async (): Promise<void> => {
     // The API server first, so it does not spend its last seconds complaining about etcd.
     for (const d of [...daemons].reverse()) await stopDaemon(d);
     daemons.length = 0;
-    liveDirs.delete(dir);
+    if (janitor?.pid !== undefined) {
+      // The whole group: `tail`, its child, would otherwise linger until this process exits.
+      try {
+        process.kill(-janitor.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
     if (keepDir) process.stderr.write(`peertunnel test control plane kept in ${dir}\n`);
     else await rm(dir, { recursive: true, force: true });
   };
