@@ -487,7 +487,10 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     await writeFile(join(dir, 'sa.pub'), sa.publicKey.export({ type: 'spki', format: 'pem' }));
     const tokenLines = [
       `${adminToken},peertunnel-test-admin,peertunnel-test-admin,"system:masters"`,
-      ...Object.values(users).map((u) => `${u.token},${u.name},${u.uid},"${u.groups.join(',')}"`),
+      // No group column when there are no groups: an empty one would read as the group "".
+      ...Object.values(users).map(
+        (u) => `${u.token},${u.name},${u.uid}${u.groups.length > 0 ? `,"${u.groups.join(',')}"` : ''}`,
+      ),
     ];
     await writeFile(join(dir, 'tokens.csv'), `${tokenLines.join('\n')}\n`, { mode: 0o600 });
 

@@ -156,6 +156,10 @@ describeWithControlPlane(
       expect(nobody).toBeDefined();
       const token = nobody?.token ?? '';
       expect((await cp.request(path, { token })).status).toBe(403);
+      const who = JSON.parse(await cp.kubectlOk(['auth', 'whoami', '-o', 'json'], { token })) as {
+        status?: { userInfo?: { username?: string; groups?: string[] } };
+      };
+      expect(who.status?.userInfo).toMatchObject({ username: 'nobody', groups: ['system:authenticated'] });
       const viaKubectl = await cp.kubectl(['-n', ns, 'get', 'configmaps'], { token });
       expect(viaKubectl.code).not.toBe(0);
       expect(viaKubectl.stderr).toContain('forbidden');
