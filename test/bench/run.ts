@@ -1,0 +1,414 @@
+/**
+ * `npm run bench`: PeerTunnel (client → forwarder process → exposer process → server, a relay
+ * process as bootstrap) beside raw TCP (client → server) and a two-hop socat relay (client →
+ * socat → socat → server), all on 127.0.0.1, measured in one run, printed as one table of
+ * absolute figures and ratios, and written as JSON.
+ *
+ * Clients and servers live in this process, so every column pays the same client and hashing
+ * cost. Columns are measured one after another per measure (raw, socat, tunnel), so load from
+ * other work on a shared machine drifts over all three alike rather than over one.
+ *
+ * Environment:
+ * - BENCH_QUICK=1: small sizes (the smoke test's mode).
+ * - BENCH_OUT=FILE: where the JSON goes (default dist/bench-results.json).
+ * - BENCH_ONLY=a,b: only these groups: ttfb, latency, connrate, throughput1, throughput16, memory.
+ * - BENCH_PROFILE=DIR: run the forwarder and exposer with --cpu-prof into DIR (written at exit);
+ *   summarize with `node dist/test/bench/profile-summary.js DIR/*.cpuprofile`.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { type NodeProcess, REPO_ROOT, startNodeProcess, testSwarmKey } from '../helpers/node-process.js';
+import { echoServer, rssOf, sinkServer, type TestServer } from '../helpers/traffic.js';
+import {
+  connectionRate,
+  holdConnections,
+  latency,
+  throughput,
+  timeToFirstByte,
+  warmTimeToFirstByte,
+} from './measures.js';
+import { type SocatRelay, startSocatRelay, treePss } from './procs.js';
+import { buildRows, type Column, checkTargets, formatTable, type Measured } from './table.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const MB = 1e6;
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const SIZES = QUICK
+  ? {
+      oneStream: 32 * MiB,
+      manyStreams: 16,
+      manyEach: 2 * MiB,
+      pingSize: 64,
+      pingWarmup: 50,
+      pingRounds: 200,
+      conns: 200,
+      connConcurrency: 16,
+      warmTtfbTries: 5,
+      held: 100,
+      settleMs: 500,
+    }
+  : {
+      oneStream: GiB,
+      manyStreams: 16,
+      manyEach: 64 * MiB,
+      pingSize: 64,
+      pingWarmup: 200,
+      pingRounds: 2_000,
+      conns: 3_000,
+      connConcurrency: 32,
+      warmTtfbTries: 20,
+      held: 1_000,
+      settleMs: 3_000,
+    };
+/** Upper bounds per measure and column: the bench fails loudly rather than running forever. */
+const LIMIT_MS = {
+  throughput: QUICK ? 30_000 : 120_000,
+  latency: QUICK ? 10_000 : 30_000,
+  connRate: QUICK ? 10_000 : 30_000,
+  held: QUICK ? 20_000 : 60_000,
+};
+const GROUPS = ['ttfb', 'latency', 'connrate', 'throughput1', 'throughput16', 'memory'] as const;
+type Group = (typeof GROUPS)[number];
+const isGroup = (g: string): g is Group => (GROUPS as readonly string[]).includes(g);
+const ONLY = new Set<Group>((process.env.BENCH_ONLY ?? '').split(',').filter(isGroup));
+const runs = (g: Group) => ONLY.size === 0 || ONLY.has(g);
+const OUT = process.env.BENCH_OUT ?? join(REPO_ROOT, 'dist', 'bench-results.json');
+const PROFILE_DIR = process.env.BENCH_PROFILE;
+const KEY_ENV = 'PEERTUNNEL_BENCH_KEY';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+
+/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat (100 Hz ticks). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'latin1');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function freePort(): Promise<number> {
+  return import('node:net').then(
+    ({ createServer }) =>
+      new Promise((resolve, reject) => {
+        const s = createServer();
+        s.once('error', reject);
+        s.listen({ host: '127.0.0.1', port: 0 }, () => {
+          const a = s.address();
+          s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
+        });
+      }),
+  );
+}
+
+interface CpuShare {
+  forwarder: number;
+  exposer: number;
+  bench: number;
+}
+
+interface Context {
+  servers: { sink: TestServer; echo: TestServer };
+  socat: { sink: SocatRelay; echo: SocatRelay };
+  nodes: { relay: NodeProcess; exposer: NodeProcess; forwarder: NodeProcess };
+  tunnel: { sink: number; echo: number };
+}
+
+async function main(): Promise<void> {
+  const startLoad = loadavg();
+  const cores = cpus().length;
+  log(
+    `${QUICK ? 'quick' : 'full'} run, ${cores} cores, load ${startLoad.map((l) => l.toFixed(2)).join(' ')}`,
+  );
+  const measured: Measured = {};
+  const put = (id: string, column: Column, value: number) => {
+    const row = measured[id] ?? {};
+    row[column] = value;
+    measured[id] = row;
+  };
+  const cpu: Record<string, CpuShare> = {};
+  const notes: string[] = [];
+  const cleanup: Array<() => Promise<unknown>> = [];
+  const started = performance.now();
+
+  try {
+    // Raw TCP cold: the very first connection to servers that just started listening.
+    const servers = { sink: await sinkServer(), echo: await echoServer() };
+    cleanup.push(
+      () => servers.sink.close(),
+      () => servers.echo.close(),
+    );
+    if (runs('ttfb')) put('ttfb_cold', 'raw', await timeToFirstByte(servers.echo.port));
+
+    // socat cold: the first connection right after both hops report listening.
+    const socatEcho = await startSocatRelay(servers.echo.port, [await freePort(), await freePort()]);
+    cleanup.push(() => socatEcho.stop());
+    put('start_ready', 'socat', socatEcho.startMs);
+    if (runs('ttfb')) put('ttfb_cold', 'socat', await timeToFirstByte(socatEcho.port));
+    const socatSink = await startSocatRelay(servers.sink.port, [await freePort(), await freePort()]);
+    cleanup.push(() => socatSink.stop());
+
+    const env: NodeJS.ProcessEnv = { [KEY_ENV]: testSwarmKey() };
+    const profEnv: NodeJS.ProcessEnv =
+      PROFILE_DIR === undefined
+        ? env
+        : {
+            ...env,
+            NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${PROFILE_DIR}`.trim(),
+          };
+    if (PROFILE_DIR !== undefined) await mkdir(PROFILE_DIR, { recursive: true });
+    const base = {
+      swarmKey: { env: KEY_ENV },
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      // info: startNodeProcess learns ports and addresses from the node_started line.
+      log: { level: 'info' as const },
+    };
+    const relay = await startNodeProcess({ ...base, role: 'relay' }, { env });
+    cleanup.push(() => relay.stop());
+    const exposer = await startNodeProcess(
+      {
+        ...base,
+        bootstrap: relay.addresses,
+        expose: [
+          { name: 'sink', port: servers.sink.port },
+          { name: 'echo', port: servers.echo.port },
+        ],
+      },
+      { env: profEnv },
+    );
+    cleanup.push(() => exposer.stop());
+    await exposer.waitFor((l) => l.event === 'service_announced' && l.service === 'echo', 20_000);
+    await exposer.waitFor((l) => l.event === 'service_announced' && l.service === 'sink', 20_000);
+
+    // Tunnel cold: spawn the forwarder, poll /status until it says ready (connected to a network
+    // peer, listeners bound), then at once connect and time the first response byte. That
+    // includes whatever a fresh forwarder still has to do: look the provider up, dial the
+    // exposer (TCP, PSK, noise, yamux), negotiate the stream, and the exposer's connect.
+    const tunnel = { sink: await freePort(), echo: await freePort() };
+    const spawnedAt = performance.now();
+    const forwarder = await startNodeProcess(
+      {
+        ...base,
+        bootstrap: relay.addresses,
+        forward: [
+          { name: 'sink', localPort: tunnel.sink },
+          { name: 'echo', localPort: tunnel.echo },
+        ],
+      },
+      { env: profEnv },
+    );
+    cleanup.unshift(() => forwarder.stop());
+    let readyStatus = await forwarder.status();
+    for (let i = 0; !readyStatus.ready; i++) {
+      if (i > 2_000) throw new Error(`forwarder not ready: ${readyStatus.notReady.join(', ')}`);
+      await sleep(5);
+      readyStatus = await forwarder.status();
+    }
+    put('start_ready', 'tunnel', performance.now() - spawnedAt);
+    const echoFwd = readyStatus.forwards.find((f) => f.name === 'echo');
+    const coldState =
+      echoFwd === undefined || echoFwd.providers.length === 0
+        ? 'no provider known yet'
+        : echoFwd.providers.some((p) => p.connected)
+          ? 'already connected to the exposer'
+          : 'provider known, not connected';
+    if (runs('ttfb')) {
+      put('ttfb_cold', 'tunnel', await timeToFirstByte(tunnel.echo));
+      notes.push(`tunnel cold TTFB: at ready the forwarder had ${coldState}`);
+    }
+    const ctx: Context = {
+      servers,
+      socat: { sink: socatSink, echo: socatEcho },
+      nodes: { relay, exposer, forwarder },
+      tunnel,
+    };
+    const ports = (kind: 'sink' | 'echo'): Record<Column, number> => ({
+      raw: ctx.servers[kind].port,
+      socat: ctx.socat[kind].port,
+      tunnel: ctx.tunnel[kind],
+    });
+    const columns: Column[] = ['raw', 'socat', 'tunnel'];
+    const pid = (p: NodeProcess) => p.proc.pid ?? -1;
+
+    /** Runs `fn` and records how much CPU each process used while it ran (in cores). */
+    const withCpu = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      const f0 = await cpuSeconds(pid(forwarder));
+      const e0 = await cpuSeconds(pid(exposer));
+      const b0 = process.cpuUsage();
+      const out = await fn();
+      const secs = (performance.now() - t0) / 1000;
+      const b = process.cpuUsage(b0);
+      cpu[label] = {
+        forwarder: ((await cpuSeconds(pid(forwarder))) - f0) / secs,
+        exposer: ((await cpuSeconds(pid(exposer))) - e0) / secs,
+        bench: (b.user + b.system) / 1e6 / secs,
+      };
+      return out;
+    };
+
+    await sleep(SIZES.settleMs);
+    put('mem_idle_forwarder', 'tunnel', (await rssOf(pid(forwarder))) / MB);
+    put('mem_idle_exposer', 'tunnel', (await rssOf(pid(exposer))) / MB);
+    put('mem_idle_forwarder', 'socat', (await treePss(socatEcho.hops[0].pid ?? -1)) / MB);
+    put('mem_idle_exposer', 'socat', (await treePss(socatEcho.hops[1].pid ?? -1)) / MB);
+
+    if (runs('ttfb')) {
+      log('time to first byte, warm');
+      for (const c of columns)
+        put('ttfb_warm', c, await warmTimeToFirstByte(ports('echo')[c], SIZES.warmTtfbTries));
+    }
+
+    if (runs('latency')) {
+      log(`latency: ${SIZES.pingRounds} × ${SIZES.pingSize}-byte ping-pong`);
+      const p50: Partial<Record<Column, number>> = {};
+      for (const c of columns) {
+        const r = await latency(
+          ports('echo')[c],
+          SIZES.pingSize,
+          SIZES.pingWarmup,
+          SIZES.pingRounds,
+          LIMIT_MS.latency,
+        );
+        put('latency_p50', c, r.p50Us);
+        put('latency_p99', c, r.p99Us);
+        p50[c] = r.p50Us;
+      }
+      if (p50.raw !== undefined) {
+        if (p50.socat !== undefined) put('latency_added_p50', 'socat', p50.socat - p50.raw);
+        if (p50.tunnel !== undefined) put('latency_added_p50', 'tunnel', p50.tunnel - p50.raw);
+      }
+    }
+
+    if (runs('connrate')) {
+      log(`new connections: ${SIZES.conns}, ${SIZES.connConcurrency} at a time`);
+      for (const c of columns) {
+        const go = () =>
+          connectionRate(ports('echo')[c], SIZES.conns, SIZES.connConcurrency, LIMIT_MS.connRate);
+        const r = c === 'tunnel' ? await withCpu('conn_rate', go) : await go();
+        if (r.completed < SIZES.conns)
+          notes.push(`${c} new connections: time limit hit after ${r.completed} of ${SIZES.conns}`);
+        put('conn_rate', c, r.perSecond);
+      }
+    }
+
+    if (runs('throughput1')) {
+      log(`one stream: ${SIZES.oneStream / MiB} MiB, hash checked`);
+      for (const c of columns) {
+        const go = () =>
+          throughput(ports('sink')[c], 1, SIZES.oneStream, LIMIT_MS.throughput, `${c} one-stream throughput`);
+        put('throughput_1', c, c === 'tunnel' ? await withCpu('throughput_1', go) : await go());
+      }
+    }
+
+    if (runs('throughput16')) {
+      log(`${SIZES.manyStreams} streams × ${SIZES.manyEach / MiB} MiB, hashes checked`);
+      for (const c of columns) {
+        const go = () =>
+          throughput(
+            ports('sink')[c],
+            SIZES.manyStreams,
+            SIZES.manyEach,
+            LIMIT_MS.throughput,
+            `${c} ${SIZES.manyStreams}-stream throughput`,
+          );
+        put('throughput_16', c, c === 'tunnel' ? await withCpu('throughput_16', go) : await go());
+      }
+    }
+
+    if (runs('memory')) {
+      log(`${SIZES.held} open idle connections`);
+      const heldSocat = await holdConnections(ports('echo').socat, SIZES.held, 32, LIMIT_MS.held);
+      await sleep(SIZES.settleMs);
+      put('mem_held_forwarder', 'socat', (await treePss(socatEcho.hops[0].pid ?? -1)) / MB);
+      put('mem_held_exposer', 'socat', (await treePss(socatEcho.hops[1].pid ?? -1)) / MB);
+      await heldSocat.close();
+      const heldTunnel = await holdConnections(ports('echo').tunnel, SIZES.held, 32, LIMIT_MS.held);
+      await sleep(SIZES.settleMs);
+      put('mem_held_forwarder', 'tunnel', (await rssOf(pid(forwarder))) / MB);
+      put('mem_held_exposer', 'tunnel', (await rssOf(pid(exposer))) / MB);
+      const active = await forwarder.metric('peertunnel_streams_active', { service: 'echo' });
+      notes.push(`forwarder reported ${active} active echo streams while ${SIZES.held} were held`);
+      await heldTunnel.close();
+    }
+  } finally {
+    for (const c of cleanup) await c().catch(() => undefined);
+  }
+
+  const endLoad = loadavg();
+  const seconds = (performance.now() - started) / 1000;
+  const rows = buildRows(measured);
+  const targets = checkTargets(rows);
+  const highLoad = Math.max(startLoad[0] ?? 0, endLoad[0] ?? 0) > 0.75 * cores;
+
+  const out: string[] = [];
+  out.push(
+    `PeerTunnel bench (${QUICK ? 'quick' : 'full'}): Node ${process.version}, ${cores} cores, 127.0.0.1, ${seconds.toFixed(0)} s`,
+  );
+  out.push(
+    `load average (1/5/15 min) at start ${startLoad.map((l) => l.toFixed(2)).join(' ')}, at end ${endLoad.map((l) => l.toFixed(2)).join(' ')}`,
+  );
+  if (highLoad)
+    out.push(
+      `WARNING: load was high (1-min load above ${(0.75 * cores).toFixed(1)} on ${cores} cores): other work shared the CPUs, absolute figures are low and noisy`,
+    );
+  out.push('');
+  out.push(formatTable(rows, SIZES.held));
+  out.push('');
+  out.push(
+    `sizes: 1 stream ${SIZES.oneStream / MiB} MiB; ${SIZES.manyStreams} × ${SIZES.manyEach / MiB} MiB; ` +
+      `latency ${SIZES.pingRounds} rounds of ${SIZES.pingSize} B after ${SIZES.pingWarmup} warm-up; ` +
+      `${SIZES.conns} connections, ${SIZES.connConcurrency} at a time; warm TTFB median of ${SIZES.warmTtfbTries}`,
+  );
+  out.push(
+    'cold TTFB: raw = first connect to a server that just listened; socat = first connect after both hops listen; ' +
+      'tunnel = first connect right after the new forwarder reports ready (from connect to the first echoed byte)',
+  );
+  out.push(
+    'memory: tunnel = RSS of the node process; socat = PSS summed over the hop’s process and its forked children',
+  );
+  for (const [label, c] of Object.entries(cpu))
+    out.push(
+      `CPU during tunnel ${label} (cores): forwarder ${c.forwarder.toFixed(2)}, exposer ${c.exposer.toFixed(2)}, bench client+server ${c.bench.toFixed(2)}`,
+    );
+  for (const n of notes) out.push(`note: ${n}`);
+  out.push('');
+  out.push('targets:');
+  for (const t of targets)
+    out.push(`  ${t.met === null ? '  ? ' : t.met ? ' met' : 'MISS'}  ${t.target}: ${t.measured}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+
+  await mkdir(dirname(OUT), { recursive: true });
+  await writeFile(
+    OUT,
+    `${JSON.stringify(
+      {
+        quick: QUICK,
+        node: process.version,
+        cores,
+        seconds,
+        load: { start: startLoad, end: endLoad, high: highLoad },
+        sizes: SIZES,
+        rows,
+        targets,
+        cpu,
+        notes,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  log(`results written to ${OUT}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(
+      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exit(1);
+  },
+);
