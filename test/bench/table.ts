@@ -118,7 +118,7 @@ export function formatTable(rows: ResultRow[], heldConnections: number): string 
   const body = rows.map((r) => {
     const d = digitsOf.get(r.id) ?? 1;
     return [
-      `${r.label.replace('N open', String(heldConnections))} ${r.better === 'higher' ? '↑' : '↓'}`,
+      `${r.label.replace('N open', `${heldConnections} open`)} ${r.better === 'higher' ? '↑' : '↓'}`,
       r.unit,
       num(r.raw, d),
       num(r.socat, d),

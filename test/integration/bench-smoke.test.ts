@@ -1,0 +1,56 @@
+/**
+ * Keeps `npm run bench` from rotting: runs the built bench in quick mode (small sizes, the same
+ * code paths) and checks that the table has every row with numbers in every column that has one.
+ * The figures themselves are not asserted: on a shared machine they are noise, not results.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { expect, it } from '@jest/globals';
+import { type ResultRow, ROWS } from '../bench/table.js';
+import { REPO_ROOT } from '../helpers/node-process.js';
+
+const run = promisify(execFile);
+
+it('runs the bench in quick mode and fills every row', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'pt-bench-'));
+  try {
+    const out = join(dir, 'bench-results.json');
+    const { stdout } = await run(process.execPath, [join(REPO_ROOT, 'dist', 'test', 'bench', 'run.js')], {
+      env: { ...process.env, BENCH_QUICK: '1', BENCH_OUT: out },
+      timeout: 55_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const result = JSON.parse(await readFile(out, 'utf8')) as {
+      quick: boolean;
+      sizes: { held: number };
+      rows: ResultRow[];
+    };
+    expect(result.quick).toBe(true);
+    expect(result.rows.map((r) => r.id)).toEqual(ROWS.map((r) => r.id));
+    for (const spec of ROWS) {
+      const row = result.rows.find((r) => r.id === spec.id);
+      for (const column of ['raw', 'socat', 'tunnel'] as const) {
+        const value = row?.[column];
+        if (spec.without?.includes(column) === true) expect(value).toBeNull();
+        else {
+          // A missing figure would be null; a broken measure NaN or 0.
+          expect({ row: spec.id, column, finite: Number.isFinite(value) }).toEqual({
+            row: spec.id,
+            column,
+            finite: true,
+          });
+          expect(value).toBeGreaterThan(spec.id === 'latency_added_p50' ? -1e9 : 0);
+        }
+      }
+      // Every row's label is in the printed table, along with the load and the targets.
+      expect(stdout).toContain(spec.label.replace('N open', `${result.sizes.held} open`));
+    }
+    expect(stdout).toMatch(/load average .* at start [\d.]+ [\d.]+ [\d.]+, at end/);
+    expect(stdout).toContain('targets:');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 60_000);
