@@ -40,6 +40,8 @@ export interface SidecarMetrics {
   connections: Gauge<'path'>;
   peers: Gauge;
   reachability: Gauge<'state'>;
+  portMappings: Gauge<'protocol' | 'state'>;
+  portMappingOperations: Counter<'protocol' | 'operation' | 'result'>;
   buildInfo: Gauge<'version' | 'nodejs' | 'role'>;
 }
 
@@ -162,6 +164,18 @@ export function createSidecarMetrics(
       name: 'peertunnel_reachability',
       help: 'This node as others see it: 1 for the current state (public, private, unknown), 0 otherwise.',
       labelNames: ['state'] as const,
+      registers,
+    }),
+    portMappings: new Gauge({
+      name: 'peertunnel_port_mappings',
+      help: 'Port mapping on the NAT gateway, by protocol (upnp, natpmp): state=active is 1 while a mapping is held, state=failed is 1 when the last attempt failed.',
+      labelNames: ['protocol', 'state'] as const,
+      registers,
+    }),
+    portMappingOperations: new Counter({
+      name: 'peertunnel_port_mapping_operations_total',
+      help: 'Requests to the NAT gateway, by protocol (upnp, natpmp), operation (map, renew, unmap) and result (ok, error).',
+      labelNames: ['protocol', 'operation', 'result'] as const,
       registers,
     }),
     buildInfo: new Gauge({
