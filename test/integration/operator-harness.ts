@@ -1,0 +1,254 @@
+/**
+ * Shared pieces of the operator integration tests: the CRDs and RBAC to apply, operator processes
+ * (the built CLI, as a Deployment would run it, under the operator's own service account), and
+ * polling helpers. Each test file starts its own control plane.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { peerNetworkCrd, peerTunnelCrd } from '../../crds/schema.js';
+import { operatorRbac } from '../../operator/rbac.js';
+import type { ControlPlane } from '../env/control-plane.js';
+import { serviceAccountUser } from '../env/control-plane.js';
+import { CLI, parseMetric } from '../helpers/node-process.js';
+
+export const OPERATOR_NS = 'peertunnel-system';
+export const OPERATOR_SA = 'peertunnel';
+export const IMAGE = 'ghcr.io/peertunnel/peertunnel:0.1.0';
+export const operatorUsers = { operator: serviceAccountUser(OPERATOR_NS, OPERATOR_SA) };
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const addr = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (addr === null || typeof addr === 'string') throw new Error('no port');
+  return addr.port;
+}
+
+/** CRDs, the operator's namespace, service account and RBAC; waits until the CRDs are served. */
+export async function installOperatorPrerequisites(cp: ControlPlane): Promise<void> {
+  await cp.apply([
+    peerNetworkCrd,
+    peerTunnelCrd,
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: OPERATOR_NS } },
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: OPERATOR_SA, namespace: OPERATOR_NS } },
+    ...operatorRbac(OPERATOR_NS, OPERATOR_SA),
+  ]);
+  await cp.kubectlOk([
+    'wait',
+    '--for=condition=Established',
+    '--timeout=30s',
+    'crd/peertunnels.peertunnel.io',
+    'crd/peernetworks.peertunnel.io',
+  ]);
+}
+
+export interface LogLine {
+  level?: string;
+  event?: string;
+  msg?: string;
+  [key: string]: unknown;
+}
+
+export interface OperatorProcess {
+  proc: ChildProcess;
+  identity: string;
+  logs: LogLine[];
+  /** 127.0.0.1:port of /metrics /healthz /readyz */
+  health: string;
+  metrics(): Promise<string>;
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+  waitFor(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  stop(): Promise<void>;
+  kill(): Promise<void>;
+}
+
+export interface OperatorProcessOptions {
+  identity: string;
+  webhookPort: number;
+  extraArgs?: string[];
+}
+
+export async function startOperator(cp: ControlPlane, o: OperatorProcessOptions): Promise<OperatorProcess> {
+  const user = cp.users.operator;
+  if (user === undefined) throw new Error('the control plane needs the operator user (operatorUsers)');
+  const kubeconfig = await cp.kubeconfigFor(user.token, { name: o.identity, namespace: OPERATOR_NS });
+  const args = [
+    CLI,
+    'operator',
+    `--namespace=${OPERATOR_NS}`,
+    `--identity=${o.identity}`,
+    `--kubeconfig=${kubeconfig}`,
+    `--sidecar-image=${IMAGE}`,
+    '--health-listen=127.0.0.1:0',
+    `--webhook-listen=127.0.0.1:${o.webhookPort}`,
+    '--webhook-reuse-port',
+    `--webhook-url=https://127.0.0.1:${o.webhookPort}/mutate-pods`,
+    '--lease-duration=6',
+    '--status-interval=1',
+    '--log-level=debug',
+    ...(o.extraArgs ?? []),
+  ];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: LogLine[] = [];
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const waiters = new Set<{ pred: (l: LogLine) => boolean; done: (l: LogLine) => void }>();
+  createInterface({ input: proc.stdout ?? process.stdin }).on('line', (text) => {
+    let line: LogLine;
+    try {
+      line = JSON.parse(text) as LogLine;
+    } catch {
+      return;
+    }
+    logs.push(line);
+    if (process.env.PEERTUNNEL_TEST_LOGS === '1') process.stderr.write(`[${o.identity}] ${text}\n`);
+    for (const w of waiters) {
+      if (w.pred(line)) {
+        waiters.delete(w);
+        w.done(line);
+      }
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const waitFor = (pred: (l: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> => {
+    const seen = logs.find(pred);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise<LogLine>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiters.delete(w);
+        reject(
+          new Error(
+            `${o.identity}: no such log line in ${timeoutMs} ms; last: ${JSON.stringify(logs.slice(-5))} ${stderr.slice(-500)}`,
+          ),
+        );
+      }, timeoutMs);
+      const w = {
+        pred,
+        done: (l: LogLine) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      };
+      waiters.add(w);
+      void exited.then((code) => {
+        if (!waiters.has(w)) return;
+        waiters.delete(w);
+        clearTimeout(timer);
+        reject(
+          new Error(
+            `${o.identity} exited with ${code}: ${stderr.slice(-1000)} ${JSON.stringify(logs.slice(-5))}`,
+          ),
+        );
+      });
+    });
+  };
+  const healthLine = await waitFor((l) => l.event === 'health_listening');
+  await waitFor((l) => l.event === 'operator_started', 60_000);
+  const health = `127.0.0.1:${String(healthLine.port)}`;
+  const metrics = async () => (await fetch(`http://${health}/metrics`)).text();
+  const end = async (signal: NodeJS.Signals) => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    await exited;
+  };
+  return {
+    proc,
+    identity: o.identity,
+    logs,
+    health,
+    metrics,
+    metric: async (name, labels) => parseMetric(await metrics(), name, labels),
+    waitFor,
+    stop: () => end('SIGTERM'),
+    kill: () => end('SIGKILL'),
+  };
+}
+
+/** Polls `fn` until it returns a value (not undefined), or fails with the last value seen. */
+export async function eventually<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
+    await sleep(200);
+  }
+}
+
+export async function getJson<T>(cp: ControlPlane, args: string[]): Promise<T> {
+  return JSON.parse(await cp.kubectlOk([...args, '-o', 'json'])) as T;
+}
+
+export interface ReadyCondition {
+  status: string;
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+}
+
+export interface ObjWithStatus {
+  metadata: { resourceVersion: string; generation?: number; uid?: string };
+  status?: {
+    observedGeneration?: number;
+    conditions?: ReadyCondition[] & Array<{ type: string }>;
+    [k: string]: unknown;
+  };
+}
+
+export function readyOf(o: ObjWithStatus): ReadyCondition | undefined {
+  return o.status?.conditions?.find((c) => c.type === 'Ready');
+}
+
+/** Waits until the object's Ready condition has `reason`; returns the object. */
+export function waitForReason(
+  cp: ControlPlane,
+  resource: string,
+  ns: string,
+  reason: string,
+  timeoutMs = 30_000,
+) {
+  return eventually(
+    `${resource} Ready reason ${reason}`,
+    async () => {
+      const o = await getJson<ObjWithStatus>(cp, ['-n', ns, 'get', resource]);
+      const r = readyOf(o);
+      if (r?.reason !== reason) throw new Error(`reason is ${r?.reason ?? '(none)'}: ${r?.message ?? ''}`);
+      return o;
+    },
+    timeoutMs,
+  );
+}
+
+export interface EventItem {
+  reason: string;
+  note: string;
+  type: string;
+  regarding: { kind: string; name: string };
+}
+
+export async function eventsOf(
+  cp: ControlPlane,
+  ns: string,
+  kind: string,
+  name: string,
+): Promise<EventItem[]> {
+  const list = await getJson<{ items: EventItem[] }>(cp, ['-n', ns, 'get', 'events.events.k8s.io']);
+  return list.items.filter((e) => e.regarding.kind === kind && e.regarding.name === name);
+}
