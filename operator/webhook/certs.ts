@@ -4,6 +4,9 @@
  * JavaScript), the library is typed, maintained and has no native code. Checked with
  * node:crypto's X509Certificate, which can parse but not issue.
  */
+// @peculiar/x509 resolves its ASN.1 schemas through tsyringe, which needs the Reflect metadata
+// polyfill loaded before it: a side-effect import, here where the library is used.
+import 'reflect-metadata';
 import { createPrivateKey, X509Certificate as NodeX509, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';

@@ -197,6 +197,7 @@ export async function getJson<T>(cp: ControlPlane, args: string[]): Promise<T> {
 }
 
 export interface ReadyCondition {
+  type: string;
   status: string;
   reason: string;
   message: string;
@@ -207,7 +208,7 @@ export interface ObjWithStatus {
   metadata: { resourceVersion: string; generation?: number; uid?: string };
   status?: {
     observedGeneration?: number;
-    conditions?: ReadyCondition[] & Array<{ type: string }>;
+    conditions?: ReadyCondition[];
     [k: string]: unknown;
   };
 }
