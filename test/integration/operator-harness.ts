@@ -4,9 +4,11 @@
  * polling helpers. Each test file starts its own control plane.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { V1Pod } from '@kubernetes/client-node';
 import { peerNetworkCrd, peerTunnelCrd } from '../../crds/schema.js';
 import { operatorRbac } from '../../operator/rbac.js';
 import type { ControlPlane } from '../env/control-plane.js';
@@ -252,4 +254,58 @@ export async function eventsOf(
 ): Promise<EventItem[]> {
   const list = await getJson<{ items: EventItem[] }>(cp, ['-n', ns, 'get', 'events.events.k8s.io']);
   return list.items.filter((e) => e.regarding.kind === kind && e.regarding.name === name);
+}
+
+/** POSTs an AdmissionReview to the webhook directly (new connection each time), trusting `ca`. */
+export function review(
+  port: number,
+  ca: string,
+  pod: V1Pod,
+  namespace: string,
+): Promise<{ response: { allowed: boolean; patch?: string } }> {
+  const body = JSON.stringify({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: `test-${Date.now()}`,
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      operation: 'CREATE',
+      namespace,
+      object: pod,
+    },
+  });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/mutate-pods',
+        method: 'POST',
+        ca,
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => {
+          text += c;
+        });
+        res.on('end', () => resolve(JSON.parse(text) as { response: { allowed: boolean; patch?: string } }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** The webhook's CA, from the Secret the replicas share. */
+export async function webhookCa(cp: ControlPlane): Promise<string> {
+  const secret = await getJson<{ data: Record<string, string> }>(cp, [
+    '-n',
+    OPERATOR_NS,
+    'get',
+    'secret',
+    'peertunnel-webhook-tls',
+  ]);
+  return Buffer.from(secret.data['ca.crt'] ?? '', 'base64').toString('utf8');
 }

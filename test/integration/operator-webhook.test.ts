@@ -5,7 +5,6 @@
  * pass changes nothing; unselected, opted-out and excluded-namespace pods come back untouched.
  */
 import { readFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
@@ -22,6 +21,7 @@ import {
   OPERATOR_NS,
   type OperatorProcess,
   operatorUsers,
+  review,
   startOperator,
   waitForReason,
 } from './operator-harness.js';
@@ -53,48 +53,6 @@ function podNamed(name: string, namespace: string, labels: Record<string, string
 async function create(cp: ControlPlane, ...objects: object[]): Promise<void> {
   await cp.kubectlOk(['create', '-f', '-'], {
     input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }),
-  });
-}
-
-/** POSTs an AdmissionReview to the webhook directly (new connection each time), trusting `ca`. */
-function review(
-  port: number,
-  ca: string,
-  pod: V1Pod,
-  namespace: string,
-): Promise<{ response: { allowed: boolean; patch?: string } }> {
-  const body = JSON.stringify({
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: `test-${Date.now()}`,
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      operation: 'CREATE',
-      namespace,
-      object: pod,
-    },
-  });
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/mutate-pods',
-        method: 'POST',
-        ca,
-        agent: false,
-        headers: { 'content-type': 'application/json' },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (c: string) => {
-          text += c;
-        });
-        res.on('end', () => resolve(JSON.parse(text) as { response: { allowed: boolean; patch?: string } }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
   });
 }
 
