@@ -31,7 +31,13 @@ export async function throughput(
 ): Promise<number> {
   const started = performance.now();
   const results = await deadline(
-    Promise.all(Array.from({ length: streams }, () => upload(port, bytesEach))),
+    Promise.all(
+      Array.from({ length: streams }, (_, i) =>
+        upload(port, bytesEach).catch((err: unknown) => {
+          throw new Error(`${what}, stream ${i + 1} of ${streams}: ${String(err)}`, { cause: err });
+        }),
+      ),
+    ),
     timeLimitMs,
     what,
   );

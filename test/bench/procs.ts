@@ -41,11 +41,15 @@ function listening(proc: ChildProcess, timeoutMs: number): Promise<void> {
 function spawnHop(listenPort: number, targetPort: number): ChildProcess {
   // fork: one process per connection, socat's usual relay mode. backlog: the default of 5 would
   // drop SYNs under 32 concurrent connects and measure the kernel's 1 s SYN retry instead of socat.
+  // -t: after one side's FIN socat closes the other direction within 0.5 s by default, cutting
+  // off a server that answers after FIN while it still reads a backlog; the tunnel waits.
   const proc = spawn(
     'socat',
     [
       '-d',
       '-d',
+      '-t',
+      '60',
       `TCP4-LISTEN:${listenPort},bind=127.0.0.1,fork,reuseaddr,backlog=1024,nodelay`,
       `TCP4:127.0.0.1:${targetPort},nodelay`,
     ],

@@ -12,6 +12,8 @@
  * - BENCH_QUICK=1: small sizes (the smoke test's mode).
  * - BENCH_OUT=FILE: where the JSON goes (default dist/bench-results.json).
  * - BENCH_ONLY=a,b: only these groups: ttfb, latency, connrate, throughput1, throughput16, memory.
+ * - BENCH_NODE_OPTIONS=...: extra NODE_OPTIONS for the forwarder and exposer, e.g. `--import
+ *   ./dist/test/bench/patches/xsalsa20-chunked.js` to measure a proposed fix before it lands.
  * - BENCH_PROFILE=DIR: run the forwarder and exposer with --cpu-prof into DIR (written at exit);
  *   summarize with `node dist/test/bench/profile-summary.js DIR/*.cpuprofile`.
  */
@@ -19,7 +21,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { type NodeProcess, REPO_ROOT, startNodeProcess, testSwarmKey } from '../helpers/node-process.js';
-import { echoServer, rssOf, sinkServer, type TestServer } from '../helpers/traffic.js';
+import { echoServer, rssOf, sinkServer } from '../helpers/traffic.js';
 import {
   connectionRate,
   holdConnections,
@@ -28,7 +30,7 @@ import {
   timeToFirstByte,
   warmTimeToFirstByte,
 } from './measures.js';
-import { type SocatRelay, startSocatRelay, treePss } from './procs.js';
+import { startSocatRelay, treePss } from './procs.js';
 import { buildRows, type Column, checkTargets, formatTable, type Measured } from './table.js';
 
 const MiB = 1024 * 1024;
@@ -103,20 +105,61 @@ function freePort(): Promise<number> {
   );
 }
 
+/**
+ * Stops a node, and kills it if it has not exited within `ms`: a node stuck while exiting must not
+ * hang the bench (seen once: a crashed node spinning in Node's exit cleanup, never exiting).
+ */
+async function stopNode(node: NodeProcess, ms = 10_000): Promise<void> {
+  const stopped = node.stop();
+  const late = await Promise.race([stopped.then(() => false), sleep(ms).then(() => true)]);
+  if (late) {
+    log(`node ${node.proc.pid} did not exit within ${ms / 1000} s of SIGTERM: killing it`);
+    await node.kill();
+  }
+}
+
+/** Keeps the tail of a node's stderr, where an uncaught error would go. */
+function stderrTail(node: NodeProcess): () => string {
+  let tail = '';
+  node.proc.stderr?.on('data', (d: Buffer) => {
+    tail = (tail + d.toString()).slice(-4_000);
+  });
+  return () => tail;
+}
+
+/** What a failed bench prints about each node: alive or not, warnings and errors, stderr. */
+async function nodeDiagnosis(name: string, node: NodeProcess, stderr: () => string): Promise<string> {
+  const p = node.proc;
+  const state =
+    p.exitCode !== null
+      ? `exited with ${p.exitCode}`
+      : p.signalCode !== null
+        ? `killed by ${p.signalCode}`
+        : 'running';
+  const bad = node.logs.filter((l) => ['warn', 'error', 'fatal'].includes(l.level)).slice(-5);
+  const streams = await node.metrics().then(
+    (text) =>
+      text
+        .split('\n')
+        .filter((l) => /^peertunnel_streams_(active|failed_total|opened_total)\{/.test(l))
+        .join('; '),
+    (err: unknown) => `no metrics: ${String(err)}`,
+  );
+  return [
+    `${name} (pid ${p.pid}): ${state}`,
+    `  ${streams}`,
+    ...bad.map((l) => `  log: ${JSON.stringify(l).slice(0, 600)}`),
+    ...(stderr() === '' ? [] : [`  stderr: ${stderr().trim().split('\n').slice(-15).join('\n    ')}`]),
+  ].join('\n');
+}
+
 interface CpuShare {
   forwarder: number;
   exposer: number;
   bench: number;
 }
 
-interface Context {
-  servers: { sink: TestServer; echo: TestServer };
-  socat: { sink: SocatRelay; echo: SocatRelay };
-  nodes: { relay: NodeProcess; exposer: NodeProcess; forwarder: NodeProcess };
-  tunnel: { sink: number; echo: number };
-}
-
-async function main(): Promise<void> {
+async function main(): Promise<number> {
   const startLoad = loadavg();
   const cores = cpus().length;
   log(
@@ -130,7 +173,9 @@ async function main(): Promise<void> {
   };
   const cpu: Record<string, CpuShare> = {};
   const notes: string[] = [];
+  const failures: Array<{ row: string; column: Column; error: string }> = [];
   const cleanup: Array<() => Promise<unknown>> = [];
+  const diagnoses: Array<() => Promise<string>> = [];
   const started = performance.now();
 
   try {
@@ -151,13 +196,16 @@ async function main(): Promise<void> {
     cleanup.push(() => socatSink.stop());
 
     const env: NodeJS.ProcessEnv = { [KEY_ENV]: testSwarmKey() };
-    const profEnv: NodeJS.ProcessEnv =
-      PROFILE_DIR === undefined
-        ? env
-        : {
-            ...env,
-            NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${PROFILE_DIR}`.trim(),
-          };
+    const nodeOptions = [
+      process.env.NODE_OPTIONS ?? '',
+      process.env.BENCH_NODE_OPTIONS ?? '',
+      PROFILE_DIR === undefined ? '' : `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}`,
+    ]
+      .join(' ')
+      .trim();
+    const profEnv: NodeJS.ProcessEnv = nodeOptions === '' ? env : { ...env, NODE_OPTIONS: nodeOptions };
+    if (process.env.BENCH_NODE_OPTIONS !== undefined)
+      notes.push(`forwarder and exposer ran with NODE_OPTIONS=${nodeOptions}`);
     if (PROFILE_DIR !== undefined) await mkdir(PROFILE_DIR, { recursive: true });
     const base = {
       swarmKey: { env: KEY_ENV },
@@ -166,7 +214,9 @@ async function main(): Promise<void> {
       log: { level: 'info' as const },
     };
     const relay = await startNodeProcess({ ...base, role: 'relay' }, { env });
-    cleanup.push(() => relay.stop());
+    const relayErr = stderrTail(relay);
+    cleanup.push(() => stopNode(relay));
+    diagnoses.push(() => nodeDiagnosis('relay', relay, relayErr));
     const exposer = await startNodeProcess(
       {
         ...base,
@@ -178,7 +228,9 @@ async function main(): Promise<void> {
       },
       { env: profEnv },
     );
-    cleanup.push(() => exposer.stop());
+    cleanup.push(() => stopNode(exposer));
+    const exposerErr = stderrTail(exposer);
+    diagnoses.push(() => nodeDiagnosis('exposer', exposer, exposerErr));
     await exposer.waitFor((l) => l.event === 'service_announced' && l.service === 'echo', 20_000);
     await exposer.waitFor((l) => l.event === 'service_announced' && l.service === 'sink', 20_000);
 
@@ -199,7 +251,9 @@ async function main(): Promise<void> {
       },
       { env: profEnv },
     );
-    cleanup.unshift(() => forwarder.stop());
+    cleanup.unshift(() => stopNode(forwarder));
+    const forwarderErr = stderrTail(forwarder);
+    diagnoses.push(() => nodeDiagnosis('forwarder', forwarder, forwarderErr));
     let readyStatus = await forwarder.status();
     for (let i = 0; !readyStatus.ready; i++) {
       if (i > 2_000) throw new Error(`forwarder not ready: ${readyStatus.notReady.join(', ')}`);
@@ -214,20 +268,32 @@ async function main(): Promise<void> {
         : echoFwd.providers.some((p) => p.connected)
           ? 'already connected to the exposer'
           : 'provider known, not connected';
+    /**
+     * Runs one measure for one column. A failure (hash mismatch, reset, time limit, a node gone)
+     * is printed at once with the nodes' state, recorded as FAIL in the rows it would have
+     * filled, and the bench goes on with the next measure and exits non-zero at the end.
+     */
+    const attempt = async (rowIds: string[], column: Column, fn: () => Promise<void>): Promise<void> => {
+      try {
+        await fn();
+      } catch (err) {
+        const msg = err instanceof Error ? err.message : String(err);
+        log(`FAILED ${rowIds.join(', ')} (${column}): ${msg}`);
+        for (const d of diagnoses) log(await d());
+        for (const id of rowIds) failures.push({ row: id, column, error: msg });
+      }
+    };
+
     if (runs('ttfb')) {
-      put('ttfb_cold', 'tunnel', await timeToFirstByte(tunnel.echo));
+      await attempt(['ttfb_cold'], 'tunnel', async () =>
+        put('ttfb_cold', 'tunnel', await timeToFirstByte(tunnel.echo)),
+      );
       notes.push(`tunnel cold TTFB: at ready the forwarder had ${coldState}`);
     }
-    const ctx: Context = {
-      servers,
-      socat: { sink: socatSink, echo: socatEcho },
-      nodes: { relay, exposer, forwarder },
-      tunnel,
-    };
     const ports = (kind: 'sink' | 'echo'): Record<Column, number> => ({
-      raw: ctx.servers[kind].port,
-      socat: ctx.socat[kind].port,
-      tunnel: ctx.tunnel[kind],
+      raw: servers[kind].port,
+      socat: (kind === 'sink' ? socatSink : socatEcho).port,
+      tunnel: tunnel[kind],
     });
     const columns: Column[] = ['raw', 'socat', 'tunnel'];
     const pid = (p: NodeProcess) => p.proc.pid ?? -1;
@@ -248,6 +314,8 @@ async function main(): Promise<void> {
       };
       return out;
     };
+    const cpuIfTunnel = <T>(c: Column, label: string, fn: () => Promise<T>): Promise<T> =>
+      c === 'tunnel' ? withCpu(label, fn) : fn();
 
     await sleep(SIZES.settleMs);
     put('mem_idle_forwarder', 'tunnel', (await rssOf(pid(forwarder))) / MB);
@@ -258,24 +326,27 @@ async function main(): Promise<void> {
     if (runs('ttfb')) {
       log('time to first byte, warm');
       for (const c of columns)
-        put('ttfb_warm', c, await warmTimeToFirstByte(ports('echo')[c], SIZES.warmTtfbTries));
+        await attempt(['ttfb_warm'], c, async () =>
+          put('ttfb_warm', c, await warmTimeToFirstByte(ports('echo')[c], SIZES.warmTtfbTries)),
+        );
     }
 
     if (runs('latency')) {
       log(`latency: ${SIZES.pingRounds} × ${SIZES.pingSize}-byte ping-pong`);
       const p50: Partial<Record<Column, number>> = {};
-      for (const c of columns) {
-        const r = await latency(
-          ports('echo')[c],
-          SIZES.pingSize,
-          SIZES.pingWarmup,
-          SIZES.pingRounds,
-          LIMIT_MS.latency,
-        );
-        put('latency_p50', c, r.p50Us);
-        put('latency_p99', c, r.p99Us);
-        p50[c] = r.p50Us;
-      }
+      for (const c of columns)
+        await attempt(['latency_p50', 'latency_p99', 'latency_added_p50'], c, async () => {
+          const r = await latency(
+            ports('echo')[c],
+            SIZES.pingSize,
+            SIZES.pingWarmup,
+            SIZES.pingRounds,
+            LIMIT_MS.latency,
+          );
+          put('latency_p50', c, r.p50Us);
+          put('latency_p99', c, r.p99Us);
+          p50[c] = r.p50Us;
+        });
       if (p50.raw !== undefined) {
         if (p50.socat !== undefined) put('latency_added_p50', 'socat', p50.socat - p50.raw);
         if (p50.tunnel !== undefined) put('latency_added_p50', 'tunnel', p50.tunnel - p50.raw);
@@ -284,62 +355,78 @@ async function main(): Promise<void> {
 
     if (runs('connrate')) {
       log(`new connections: ${SIZES.conns}, ${SIZES.connConcurrency} at a time`);
-      for (const c of columns) {
-        const go = () =>
-          connectionRate(ports('echo')[c], SIZES.conns, SIZES.connConcurrency, LIMIT_MS.connRate);
-        const r = c === 'tunnel' ? await withCpu('conn_rate', go) : await go();
-        if (r.completed < SIZES.conns)
-          notes.push(`${c} new connections: time limit hit after ${r.completed} of ${SIZES.conns}`);
-        put('conn_rate', c, r.perSecond);
-      }
+      for (const c of columns)
+        await attempt(['conn_rate'], c, async () => {
+          const r = await cpuIfTunnel(c, 'conn_rate', () =>
+            connectionRate(ports('echo')[c], SIZES.conns, SIZES.connConcurrency, LIMIT_MS.connRate),
+          );
+          if (r.completed < SIZES.conns)
+            notes.push(`${c} new connections: time limit hit after ${r.completed} of ${SIZES.conns}`);
+          put('conn_rate', c, r.perSecond);
+        });
     }
 
     if (runs('throughput1')) {
       log(`one stream: ${SIZES.oneStream / MiB} MiB, hash checked`);
-      for (const c of columns) {
-        const go = () =>
-          throughput(ports('sink')[c], 1, SIZES.oneStream, LIMIT_MS.throughput, `${c} one-stream throughput`);
-        put('throughput_1', c, c === 'tunnel' ? await withCpu('throughput_1', go) : await go());
-      }
+      for (const c of columns)
+        await attempt(['throughput_1'], c, async () => {
+          const what = `${c} one-stream throughput`;
+          put(
+            'throughput_1',
+            c,
+            await cpuIfTunnel(c, 'throughput_1', () =>
+              throughput(ports('sink')[c], 1, SIZES.oneStream, LIMIT_MS.throughput, what),
+            ),
+          );
+        });
     }
 
     if (runs('throughput16')) {
-      log(`${SIZES.manyStreams} streams × ${SIZES.manyEach / MiB} MiB, hashes checked`);
-      for (const c of columns) {
-        const go = () =>
-          throughput(
-            ports('sink')[c],
-            SIZES.manyStreams,
-            SIZES.manyEach,
-            LIMIT_MS.throughput,
-            `${c} ${SIZES.manyStreams}-stream throughput`,
+      const n = SIZES.manyStreams;
+      log(`${n} streams × ${SIZES.manyEach / MiB} MiB, hashes checked`);
+      for (const c of columns)
+        await attempt(['throughput_16'], c, async () => {
+          const what = `${c} ${n}-stream throughput`;
+          put(
+            'throughput_16',
+            c,
+            await cpuIfTunnel(c, 'throughput_16', () =>
+              throughput(ports('sink')[c], n, SIZES.manyEach, LIMIT_MS.throughput, what),
+            ),
           );
-        put('throughput_16', c, c === 'tunnel' ? await withCpu('throughput_16', go) : await go());
-      }
+        });
     }
 
     if (runs('memory')) {
       log(`${SIZES.held} open idle connections`);
-      const heldSocat = await holdConnections(ports('echo').socat, SIZES.held, 32, LIMIT_MS.held);
-      await sleep(SIZES.settleMs);
-      put('mem_held_forwarder', 'socat', (await treePss(socatEcho.hops[0].pid ?? -1)) / MB);
-      put('mem_held_exposer', 'socat', (await treePss(socatEcho.hops[1].pid ?? -1)) / MB);
-      await heldSocat.close();
-      const heldTunnel = await holdConnections(ports('echo').tunnel, SIZES.held, 32, LIMIT_MS.held);
-      await sleep(SIZES.settleMs);
-      put('mem_held_forwarder', 'tunnel', (await rssOf(pid(forwarder))) / MB);
-      put('mem_held_exposer', 'tunnel', (await rssOf(pid(exposer))) / MB);
-      const active = await forwarder.metric('peertunnel_streams_active', { service: 'echo' });
-      notes.push(`forwarder reported ${active} active echo streams while ${SIZES.held} were held`);
-      await heldTunnel.close();
+      await attempt(['mem_held_forwarder', 'mem_held_exposer'], 'socat', async () => {
+        const held = await holdConnections(ports('echo').socat, SIZES.held, 32, LIMIT_MS.held);
+        await sleep(SIZES.settleMs);
+        put('mem_held_forwarder', 'socat', (await treePss(socatEcho.hops[0].pid ?? -1)) / MB);
+        put('mem_held_exposer', 'socat', (await treePss(socatEcho.hops[1].pid ?? -1)) / MB);
+        await held.close();
+      });
+      await attempt(['mem_held_forwarder', 'mem_held_exposer'], 'tunnel', async () => {
+        const held = await holdConnections(ports('echo').tunnel, SIZES.held, 32, LIMIT_MS.held);
+        await sleep(SIZES.settleMs);
+        put('mem_held_forwarder', 'tunnel', (await rssOf(pid(forwarder))) / MB);
+        put('mem_held_exposer', 'tunnel', (await rssOf(pid(exposer))) / MB);
+        const active = await forwarder.metric('peertunnel_streams_active', { service: 'echo' });
+        notes.push(`forwarder reported ${active} active echo streams while ${SIZES.held} were held`);
+        await held.close();
+      });
     }
+  } catch (err) {
+    // Say what the nodes were doing before their shutdown changes it.
+    for (const d of diagnoses) log(await d());
+    throw err;
   } finally {
     for (const c of cleanup) await c().catch(() => undefined);
   }
 
   const endLoad = loadavg();
   const seconds = (performance.now() - started) / 1000;
-  const rows = buildRows(measured);
+  const rows = buildRows(measured, failures);
   const targets = checkTargets(rows);
   const highLoad = Math.max(startLoad[0] ?? 0, endLoad[0] ?? 0) > 0.75 * cores;
 
@@ -374,6 +461,7 @@ async function main(): Promise<void> {
       `CPU during tunnel ${label} (cores): forwarder ${c.forwarder.toFixed(2)}, exposer ${c.exposer.toFixed(2)}, bench client+server ${c.bench.toFixed(2)}`,
     );
   for (const n of notes) out.push(`note: ${n}`);
+  for (const f of failures) out.push(`FAILED: ${f.row} (${f.column}): ${f.error}`);
   out.push('');
   out.push('targets:');
   for (const t of targets)
@@ -395,16 +483,18 @@ async function main(): Promise<void> {
         targets,
         cpu,
         notes,
+        failures,
       },
       null,
       2,
     )}\n`,
   );
   log(`results written to ${OUT}`);
+  return failures.length === 0 ? 0 : 1;
 }
 
 main().then(
-  () => process.exit(0),
+  (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(
       `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,

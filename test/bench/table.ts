@@ -83,11 +83,16 @@ export interface ResultRow {
   /** tunnel ÷ socat and tunnel ÷ raw, where both exist. */
   tunnelOverSocat: number | null;
   tunnelOverRaw: number | null;
+  /** Columns whose measure failed (printed as FAIL). */
+  failed: Column[];
 }
 
 export type Measured = Partial<Record<string, Partial<Record<Column, number>>>>;
 
-export function buildRows(measured: Measured): ResultRow[] {
+export function buildRows(
+  measured: Measured,
+  failures: ReadonlyArray<{ row: string; column: Column }> = [],
+): ResultRow[] {
   return ROWS.map((spec) => {
     const m = measured[spec.id] ?? {};
     const get = (c: Column) => (spec.without?.includes(c) === true ? null : (m[c] ?? null));
@@ -106,13 +111,15 @@ export function buildRows(measured: Measured): ResultRow[] {
       tunnel,
       tunnelOverSocat: ratio(tunnel, socat),
       tunnelOverRaw: ratio(tunnel, raw),
+      failed: failures.filter((f) => f.row === spec.id).map((f) => f.column),
     };
   });
 }
 
 export function formatTable(rows: ResultRow[], heldConnections: number): string {
   const digitsOf = new Map(ROWS.map((r) => [r.id, r.digits]));
-  const num = (v: number | null, digits: number) => (v === null ? '—' : v.toFixed(digits));
+  const num = (v: number | null, digits: number, failed: boolean) =>
+    failed ? 'FAIL' : v === null ? '—' : v.toFixed(digits);
   const ratio = (v: number | null) => (v === null ? '—' : `${v.toFixed(2)}×`);
   const header = ['measure', 'unit', 'raw TCP', 'socat 2-hop', 'PeerTunnel', 'tunnel/socat', 'tunnel/raw'];
   const body = rows.map((r) => {
@@ -120,9 +127,9 @@ export function formatTable(rows: ResultRow[], heldConnections: number): string 
     return [
       `${r.label.replace('N open', `${heldConnections} open`)} ${r.better === 'higher' ? '↑' : '↓'}`,
       r.unit,
-      num(r.raw, d),
-      num(r.socat, d),
-      num(r.tunnel, d),
+      num(r.raw, d, r.failed.includes('raw')),
+      num(r.socat, d, r.failed.includes('socat')),
+      num(r.tunnel, d, r.failed.includes('tunnel')),
       ratio(r.tunnelOverSocat),
       ratio(r.tunnelOverRaw),
     ];
