@@ -55,7 +55,7 @@ const SIZES = QUICK
   : {
       oneStream: GiB,
       manyStreams: 16,
-      manyEach: 64 * MiB,
+      manyEach: 128 * MiB,
       pingSize: 64,
       pingWarmup: 200,
       pingRounds: 2_000,
@@ -366,6 +366,28 @@ async function main(): Promise<number> {
         });
     }
 
+    // Before the throughput runs, so the figure is about open connections, not a heap that just
+    // carried gigabytes.
+    if (runs('memory')) {
+      log(`${SIZES.held} open idle connections`);
+      await attempt(['mem_held_forwarder', 'mem_held_exposer'], 'socat', async () => {
+        const held = await holdConnections(ports('echo').socat, SIZES.held, 32, LIMIT_MS.held);
+        await sleep(SIZES.settleMs);
+        put('mem_held_forwarder', 'socat', (await treePss(socatEcho.hops[0].pid ?? -1)) / MB);
+        put('mem_held_exposer', 'socat', (await treePss(socatEcho.hops[1].pid ?? -1)) / MB);
+        await held.close();
+      });
+      await attempt(['mem_held_forwarder', 'mem_held_exposer'], 'tunnel', async () => {
+        const held = await holdConnections(ports('echo').tunnel, SIZES.held, 32, LIMIT_MS.held);
+        await sleep(SIZES.settleMs);
+        put('mem_held_forwarder', 'tunnel', (await rssOf(pid(forwarder))) / MB);
+        put('mem_held_exposer', 'tunnel', (await rssOf(pid(exposer))) / MB);
+        const active = await forwarder.metric('peertunnel_streams_active', { service: 'echo' });
+        notes.push(`forwarder reported ${active} active echo streams while ${SIZES.held} were held`);
+        await held.close();
+      });
+    }
+
     if (runs('throughput1')) {
       log(`one stream: ${SIZES.oneStream / MiB} MiB, hash checked`);
       for (const c of columns)
@@ -395,26 +417,6 @@ async function main(): Promise<number> {
             ),
           );
         });
-    }
-
-    if (runs('memory')) {
-      log(`${SIZES.held} open idle connections`);
-      await attempt(['mem_held_forwarder', 'mem_held_exposer'], 'socat', async () => {
-        const held = await holdConnections(ports('echo').socat, SIZES.held, 32, LIMIT_MS.held);
-        await sleep(SIZES.settleMs);
-        put('mem_held_forwarder', 'socat', (await treePss(socatEcho.hops[0].pid ?? -1)) / MB);
-        put('mem_held_exposer', 'socat', (await treePss(socatEcho.hops[1].pid ?? -1)) / MB);
-        await held.close();
-      });
-      await attempt(['mem_held_forwarder', 'mem_held_exposer'], 'tunnel', async () => {
-        const held = await holdConnections(ports('echo').tunnel, SIZES.held, 32, LIMIT_MS.held);
-        await sleep(SIZES.settleMs);
-        put('mem_held_forwarder', 'tunnel', (await rssOf(pid(forwarder))) / MB);
-        put('mem_held_exposer', 'tunnel', (await rssOf(pid(exposer))) / MB);
-        const active = await forwarder.metric('peertunnel_streams_active', { service: 'echo' });
-        notes.push(`forwarder reported ${active} active echo streams while ${SIZES.held} were held`);
-        await held.close();
-      });
     }
   } catch (err) {
     // Say what the nodes were doing before their shutdown changes it.
