@@ -101,8 +101,18 @@ export const natSchema = z
     holePunch: z.boolean().default(true),
     /** The gateway for NAT-PMP / UPnP; discovered when absent. */
     gateway: ipHost.optional(),
+    /**
+     * Relay reservations a sidecar holds at once, on different bootstrap/relay peers (0: none, the
+     * node is then unreachable through relays). Relays do not hold reservations. @default 2
+     */
+    relayReservations: z
+      .number({ error: 'expected an integer from 0 to 8' })
+      .int({ error: 'expected an integer from 0 to 8' })
+      .min(0, { error: 'expected an integer from 0 to 8' })
+      .max(8, { error: 'expected an integer from 0 to 8' })
+      .default(2),
   })
-  .default({ upnp: false, natPmp: false, holePunch: true });
+  .default({ upnp: false, natPmp: false, holePunch: true, relayReservations: 2 });
 
 export const nodeConfigSchema = z
   .strictObject({

@@ -37,6 +37,7 @@ export interface SidecarMetrics {
   dhtProvides: Counter<'result'>;
   holePunchAttempts: Counter<'result'>;
   relayReservations: Gauge<'state'>;
+  relayedBytes: Counter;
   connections: Gauge<'path'>;
   peers: Gauge;
   reachability: Gauge<'state'>;
@@ -156,6 +157,11 @@ export function createSidecarMetrics(
       name: 'peertunnel_relay_reservations',
       help: 'Circuit relay reservations held by this node (state=active) or served by it (state=serving).',
       labelNames: ['state'] as const,
+      registers,
+    }),
+    relayedBytes: new Counter({
+      name: 'peertunnel_relay_relayed_bytes_total',
+      help: 'Bytes this relay sent on circuit streams for other peers (every relayed byte counts once); 0 on sidecars.',
       registers,
     }),
     connections,

@@ -1,7 +1,10 @@
 /**
  * libp2p assembly per role. Private network: TCP + pre-shared key + noise + yamux; identify, ping,
  * kad-dht with the network's protocol string; the relay role adds a circuit relay v2 server
- * without the default per-connection limits (membership is already proven by the PSK).
+ * without the default per-connection limits (membership is already proven by the PSK). TCP dials
+ * come from the listening port (reusePortTcp), which is what makes hole punching possible; sidecars
+ * hold reservations on the network's relays (relayClient) and upgrade relayed connections by DCUtR
+ * (holePunch).
  */
 
 import { readFile } from 'node:fs/promises';
@@ -14,11 +17,13 @@ import type { Libp2p, PrivateKey } from '@libp2p/interface';
 import { type KadDHT, kadDHT, passthroughMapper } from '@libp2p/kad-dht';
 import { ping } from '@libp2p/ping';
 import { preSharedKey } from '@libp2p/pnet';
-import { tcp } from '@libp2p/tcp';
 import { createLibp2p } from 'libp2p';
 import type { NodeConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { AddressPolicy } from './nat/address-policy.js';
+import { type HolePunch, holePunch } from './nat/hole-punch.js';
+import { type RelayClient, relayClient } from './nat/relay-client.js';
+import { reusePortTcp } from './nat/reuseport-tcp.js';
 
 /** yamux tuned for a forwarder (design §5). */
 export const YAMUX_SETTINGS = {
@@ -37,11 +42,16 @@ export const YAMUX_SETTINGS = {
   },
 } as const;
 
+/** Hop/stop streams and reservations a relay serves at once (its members are trusted by PSK). */
+export const RELAY_STREAM_LIMIT = 4_096;
+
 export type PeerTunnelServices = {
   identify: ReturnType<ReturnType<typeof identify>>;
   ping: ReturnType<ReturnType<typeof ping>>;
   dht: KadDHT;
   relay?: ReturnType<ReturnType<typeof circuitRelayServer>>;
+  holePunch?: HolePunch;
+  relayClient?: RelayClient;
 };
 
 export type PeerTunnelLibp2p = Libp2p<PeerTunnelServices>;
@@ -79,11 +89,27 @@ export interface CreateNodeOptions {
   config: NodeConfig;
   psk: Uint8Array;
   privateKey: PrivateKey;
+  /** Called once when TCP dials cannot come from the listening port (hole punching is then off). */
+  onReusePortUnavailable?: (err: Error) => void;
 }
 
-export async function createNode({ config, psk, privateKey }: CreateNodeOptions): Promise<PeerTunnelLibp2p> {
+/** Peer IDs of the configured bootstrap/relay peers. */
+export function bootstrapPeerIds(config: NodeConfig): string[] {
+  return config.bootstrap.flatMap((a) => {
+    const id = /\/p2p\/([^/]+)$/.exec(a)?.[1];
+    return id === undefined ? [] : [id];
+  });
+}
+
+export async function createNode({
+  config,
+  psk,
+  privateKey,
+  onReusePortUnavailable,
+}: CreateNodeOptions): Promise<PeerTunnelLibp2p> {
   const policy = new AddressPolicy(config.publicRanges);
   const isRelay = config.role === 'relay';
+  const relays = config.bootstrap;
   const services = {
     identify: identify(),
     ping: ping(),
@@ -100,19 +126,29 @@ export async function createNode({ config, psk, privateKey }: CreateNodeOptions)
     ...(isRelay
       ? {
           relay: circuitRelayServer({
-            reservations: { applyDefaultLimit: false, maxReservations: 4_096 },
-            maxInboundHopStreams: 4_096,
-            maxOutboundHopStreams: 4_096,
-            maxOutboundStopStreams: 4_096,
+            reservations: { applyDefaultLimit: false, maxReservations: RELAY_STREAM_LIMIT },
+            maxInboundHopStreams: RELAY_STREAM_LIMIT,
+            maxOutboundHopStreams: RELAY_STREAM_LIMIT,
+            maxOutboundStopStreams: RELAY_STREAM_LIMIT,
           }),
         }
+      : {}),
+    ...(!isRelay && config.nat.holePunch
+      ? { holePunch: holePunch({ policy, trustedObservers: bootstrapPeerIds(config) }) }
+      : {}),
+    ...(!isRelay && relays.length > 0 && config.nat.relayReservations > 0
+      ? { relayClient: relayClient({ relays, maxReservations: config.nat.relayReservations }) }
       : {}),
   };
   return createLibp2p({
     privateKey,
     addresses: { listen: config.listen, announce: config.announce },
     transports: [
-      tcp({ dialOpts: { noDelay: true }, listenOpts: { noDelay: true } }),
+      reusePortTcp({
+        dialOpts: { noDelay: true },
+        listenOpts: { noDelay: true },
+        ...(onReusePortUnavailable === undefined ? {} : { onUnavailable: onReusePortUnavailable }),
+      }),
       circuitRelayTransport(),
     ],
     connectionProtector: preSharedKey({ psk }),

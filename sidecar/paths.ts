@@ -20,13 +20,21 @@ export class PathRegistry {
   }
 }
 
-/** Prefers an open unlimited connection over a relayed (limited) one. */
+const isCircuit = (c: Connection): boolean => c.remoteAddr.toString().includes('/p2p-circuit');
+
+/**
+ * The connection a new stream should use: an open direct one, else an unlimited relayed one, else
+ * a limited relayed one. Our relays run without limits, so `limits` alone cannot tell a relayed
+ * connection from a direct one: after a hole punch both are unlimited and the direct one must win.
+ */
 export function bestConnection(connections: Connection[]): Connection | undefined {
-  let best: Connection | undefined;
+  let relayed: Connection | undefined;
+  let limited: Connection | undefined;
   for (const c of connections) {
     if (c.status !== 'open') continue;
-    if (c.limits === undefined) return c;
-    best ??= c;
+    if (c.limits !== undefined) limited ??= c;
+    else if (isCircuit(c)) relayed ??= c;
+    else return c;
   }
-  return best;
+  return relayed ?? limited;
 }

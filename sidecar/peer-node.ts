@@ -11,8 +11,13 @@ import { ExposeHandler, type ExposeStatus } from './expose.js';
 import { ForwardListener, type ForwardStatus } from './forward.js';
 import type { Logger } from './logger.js';
 import { createSidecarMetrics, PATH_KINDS, type PathKind, type SidecarMetrics } from './metrics.js';
-import { createNode, loadIdentity, type PeerTunnelLibp2p } from './node.js';
-import { PathRegistry } from './paths.js';
+import { AddressPolicy } from './nat/address-policy.js';
+import type { HolePunchEvent } from './nat/hole-punch.js';
+import type { RelayClientEvent, RelayReservationStatus } from './nat/relay-client.js';
+import { meterRelayedBytes } from './nat/relay-meter.js';
+import { detectReusePort, type ReusePortMethod } from './nat/reuseport-tcp.js';
+import { createNode, loadIdentity, type PeerTunnelLibp2p, RELAY_STREAM_LIMIT } from './node.js';
+import { bestConnection, PathRegistry } from './paths.js';
 import { watchRefusedStreams } from './refusals.js';
 import { readSwarmKey } from './swarm-key.js';
 
@@ -29,6 +34,26 @@ export interface PeerNodeOptions {
   directory?: ServiceDirectoryInit;
 }
 
+/** How this node stands towards NATs, for /status. */
+export type Reachability = 'public' | 'private' | 'unknown';
+export const REACHABILITY_STATES: readonly Reachability[] = ['public', 'private', 'unknown'];
+
+export interface NatStatus {
+  /** How TCP dials get the listening port as their source port ('off': no hole punching). */
+  reusePort: ReusePortMethod;
+  reachability: Reachability;
+  holePunch: boolean;
+  /** This node's public address:port as peers observe it (the NAT's mapping), never announced. */
+  observedCandidates: string[];
+  /** Trusted observers disagree on the port: the NAT maps per destination, punching cannot work. */
+  symmetricNat: boolean;
+  /** Peers this node stopped hole punching to (their failures reached the bound). */
+  holePunchGaveUp: string[];
+  relays: RelayReservationStatus[];
+  /** On a relay: reservations it serves. */
+  serving?: number;
+}
+
 export interface PeerNodeStatus {
   peerId: string;
   role: NodeConfig['role'];
@@ -41,6 +66,7 @@ export interface PeerNodeStatus {
   peers: Array<{ peer: string; path: PathKind; remoteAddr: string; direction: string; streams: number }>;
   exposes: ExposeStatus[];
   forwards: ForwardStatus[];
+  nat: NatStatus;
 }
 
 export class PeerNode {
@@ -54,13 +80,19 @@ export class PeerNode {
   readonly admin?: AdminServer;
   private readonly bootstrap: BootstrapKeeper;
   private readonly logger: Logger;
-  private readonly pathByConnection = new Map<string, PathKind>();
+  private readonly pathByPeer = new Map<string, PathKind>();
+  private readonly policy: AddressPolicy;
+  private readonly reusePort: ReusePortMethod;
+  private readonly unsubscribe: Array<() => void> = [];
+  private natTimer?: NodeJS.Timeout;
 
   private constructor(libp2p: PeerTunnelLibp2p, options: PeerNodeOptions) {
     const { config, logger } = options;
     this.config = config;
     this.libp2p = libp2p;
     this.logger = logger;
+    this.policy = new AddressPolicy(config.publicRanges);
+    this.reusePort = detectReusePort().method;
     const registry = options.registry ?? new Registry();
     this.metrics = createSidecarMetrics(registry, () => this.connectionSnapshot());
     this.metrics.buildInfo.set({ version: VERSION, nodejs: process.version, role: config.role }, 1);
@@ -90,7 +122,16 @@ export class PeerNode {
     const { config } = options;
     const psk = await readSwarmKey(config.swarmKey, options.env ?? process.env);
     const privateKey = await loadIdentity(config);
-    const libp2p = await createNode({ config, psk, privateKey });
+    const libp2p = await createNode({
+      config,
+      psk,
+      privateKey,
+      onReusePortUnavailable: (err) =>
+        options.logger.warn(
+          { event: 'reuseport_unavailable', err: err.message },
+          'TCP dials cannot use the listening port: hole punching is off',
+        ),
+    });
     const node = new PeerNode(libp2p, options);
     try {
       await node.startParts();
@@ -105,6 +146,7 @@ export class PeerNode {
     watchRefusedStreams(this.libp2p, () => this.metrics.streamsRefused.inc({ reason: 'not_exposed' }));
     this.libp2p.addEventListener('connection:open', (evt) => this.onConnectionChange(evt.detail, 'open'));
     this.libp2p.addEventListener('connection:close', (evt) => this.onConnectionChange(evt.detail, 'close'));
+    await this.watchNat();
     for (const e of this.exposes) await e.start();
     for (const f of this.forwards) await f.start();
     await this.directory.start(
@@ -125,6 +167,8 @@ export class PeerNode {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.natTimer);
+    for (const u of this.unsubscribe) u();
     this.bootstrap.stop();
     this.directory.stop();
     await Promise.allSettled([...this.forwards.map((f) => f.stop()), ...this.exposes.map((e) => e.stop())]);
@@ -137,17 +181,119 @@ export class PeerNode {
     connection: Parameters<PathRegistry['pathOf']>[0],
     change: 'open' | 'close',
   ): void {
-    const peer = connection.remotePeer.toString();
-    const path = this.paths.pathOf(connection);
-    if (change === 'open') {
-      const before = this.pathByConnection.get(peer);
-      this.pathByConnection.set(peer, path);
-      if (before !== path)
-        this.logger.info({ event: 'path_changed', peer, path, before: before ?? null }, 'path to peer');
-    } else if (this.libp2p.getConnections(connection.remotePeer).length === 0) {
-      this.pathByConnection.delete(peer);
+    if (change === 'close' && this.libp2p.getConnections(connection.remotePeer).length === 0) {
+      const peer = connection.remotePeer.toString();
+      this.pathByPeer.delete(peer);
       this.logger.info({ event: 'peer_disconnected', peer }, 'peer disconnected');
+      return;
     }
+    this.updatePath(connection.remotePeer);
+  }
+
+  /** Logs `path_changed` when the path new streams to a peer take (its best connection) changes. */
+  private updatePath(peerId: Parameters<PeerTunnelLibp2p['getConnections']>[0]): void {
+    const best = bestConnection(this.libp2p.getConnections(peerId));
+    if (best === undefined || peerId === undefined) return;
+    const peer = peerId.toString();
+    const path = this.paths.pathOf(best);
+    const before = this.pathByPeer.get(peer);
+    this.pathByPeer.set(peer, path);
+    if (before !== path)
+      this.logger.info(
+        { event: 'path_changed', peer, path, before: before ?? null, remoteAddr: best.remoteAddr.toString() },
+        'path to peer',
+      );
+  }
+
+  /** Hole punching, relay reservations and relaying: metrics, paths and logs. */
+  private async watchNat(): Promise<void> {
+    const { holePunch, relayClient, relay } = this.libp2p.services;
+    if (holePunch !== undefined) this.unsubscribe.push(holePunch.subscribe((e) => this.onHolePunch(e)));
+    if (relayClient !== undefined) this.unsubscribe.push(relayClient.subscribe((e) => this.onRelayClient(e)));
+    if (relay !== undefined)
+      await meterRelayedBytes(
+        this.libp2p,
+        { maxInboundHopStreams: RELAY_STREAM_LIMIT, maxOutboundHopStreams: RELAY_STREAM_LIMIT },
+        (n) => this.metrics.relayedBytes.inc(n),
+      );
+    this.updateNatGauges();
+    this.natTimer = setInterval(() => this.updateNatGauges(), 1_000);
+    this.natTimer.unref();
+  }
+
+  private onHolePunch(e: HolePunchEvent): void {
+    switch (e.type) {
+      case 'attempt':
+        this.metrics.holePunchAttempts.inc({ result: e.result });
+        this.logger.info(
+          { event: 'holepunch_attempt', peer: e.peer, result: e.result, ms: Math.round(e.ms) },
+          'hole punch round',
+        );
+        break;
+      case 'upgraded':
+        this.paths.mark(e.connection, e.path);
+        this.updatePath(e.connection.remotePeer);
+        break;
+      case 'relay_closed':
+        this.logger.info(
+          {
+            event: 'relayed_connection_closed',
+            peer: e.peer,
+            waitedMs: e.waitedMs,
+            streamsLeft: e.streamsLeft,
+          },
+          'relayed connection closed after the upgrade',
+        );
+        break;
+    }
+  }
+
+  private onRelayClient(e: RelayClientEvent): void {
+    if (e.type === 'reserved')
+      this.logger.info(
+        { event: 'relay_reserved', relay: e.relay, addresses: e.addresses, afterMs: e.afterMs },
+        'relay reservation made',
+      );
+    else if (e.type === 'lost')
+      this.logger.warn({ event: 'relay_reservation_lost', relay: e.relay }, 'relay reservation lost');
+    else
+      this.logger.warn(
+        { event: 'relay_reserve_failed', relay: e.relay, attempt: e.attempt, err: e.error },
+        'relay reservation failed, retrying',
+      );
+    this.updateNatGauges();
+  }
+
+  private reachability(): Reachability {
+    const addrs = this.libp2p.getMultiaddrs().map((a) => a.toString());
+    if (addrs.some((a) => !a.includes('/p2p-circuit') && this.policy.isPublicMultiaddr(a))) return 'public';
+    const hp = this.libp2p.services.holePunch;
+    if (hp?.observed.observed === true || addrs.some((a) => a.includes('/p2p-circuit'))) return 'private';
+    return 'unknown';
+  }
+
+  private updateNatGauges(): void {
+    const r = this.reachability();
+    for (const state of REACHABILITY_STATES) this.metrics.reachability.set({ state }, state === r ? 1 : 0);
+    this.metrics.relayReservations.set({ state: 'active' }, this.libp2p.services.relayClient?.active() ?? 0);
+    const relay = this.libp2p.services.relay;
+    if (relay !== undefined)
+      this.metrics.relayReservations.set({ state: 'serving' }, relay.reservations.size);
+  }
+
+  natStatus(): NatStatus {
+    const hp = this.libp2p.services.holePunch?.status();
+    const relay = this.libp2p.services.relay;
+    return {
+      reusePort: this.reusePort,
+      reachability: this.reachability(),
+      holePunch: hp !== undefined,
+      observedCandidates: hp?.candidates ?? [],
+      symmetricNat: hp?.symmetricNat ?? false,
+      holePunchGaveUp: hp?.gaveUp ?? [],
+      relays: this.libp2p.services.relayClient?.status() ?? [],
+      ...(relay === undefined ? {} : { serving: relay.reservations.size }),
+    };
   }
 
   private connectionSnapshot(): { peers: number; byPath: Record<PathKind, number> } {
@@ -197,6 +343,7 @@ export class PeerNode {
         })),
       exposes: this.exposes.map((e) => e.status()),
       forwards: this.forwards.map((f) => f.status()),
+      nat: this.natStatus(),
     };
   }
 }

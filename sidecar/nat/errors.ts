@@ -11,3 +11,27 @@ export class ReusePortUnavailableError extends Error {
     this.name = 'ReusePortUnavailableError';
   }
 }
+
+/** The hole puncher cannot be set up (a wrapped library step is missing) or refused a peer. */
+export class HolePunchSetupError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'HolePunchSetupError';
+  }
+}
+
+/** The relay client cannot find the circuit relay transport it manages reservations for. */
+export class RelayClientSetupError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'RelayClientSetupError';
+  }
+}
+
+/** A relay reservation waits for a connection to the relay (the bootstrap keeper dials it). */
+export class RelayNotConnectedError extends Error {
+  constructor(relay: string) {
+    super(`not connected to relay ${relay} (the bootstrap keeper is dialing it)`);
+    this.name = 'RelayNotConnectedError';
+  }
+}

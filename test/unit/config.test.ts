@@ -24,6 +24,17 @@ describe('node config', () => {
     expect(cfg.forward[0]).toEqual({ name: 'api', localPort: 8080, bind: '127.0.0.1' });
     expect(cfg.dht.protocol).toBe('/peertunnel/kad/1.0.0');
     expect(cfg.admin.listen).toBe('127.0.0.1:9090');
+    expect(cfg.nat).toEqual({ upnp: false, natPmp: false, holePunch: true, relayReservations: 2 });
+  });
+
+  it('takes a number of relay reservations from 0 to 8', () => {
+    expect(parseConfig({ ...key, nat: { relayReservations: 0 } }).nat.relayReservations).toBe(0);
+    expect(parseConfig({ ...key, nat: { relayReservations: 8 } }).nat).toEqual({
+      upnp: false,
+      natPmp: false,
+      holePunch: true,
+      relayReservations: 8,
+    });
   });
 
   it.each([
@@ -58,6 +69,8 @@ describe('node config', () => {
     ['unknown top-level field', { ...key, forwards: [] }, 'forwards'],
     ['bad name', { ...key, expose: [{ name: 'Orders_DB', port: 1 }] }, 'expose[0].name'],
     ['bad role', { ...key, role: 'server' }, 'role'],
+    ['too many relay reservations', { ...key, nat: { relayReservations: 9 } }, 'nat.relayReservations'],
+    ['fractional relay reservations', { ...key, nat: { relayReservations: 1.5 } }, 'nat.relayReservations'],
     ['bad bootstrap', { ...key, bootstrap: ['/ip4/1.2.3.4/tcp/4001'] }, 'bootstrap[0]'],
     ['bad range', { ...key, publicRanges: ['10.0.0.0/33'] }, 'publicRanges[0]'],
     ['bad admin', { ...key, admin: { listen: 'localhost' } }, 'admin.listen'],
