@@ -17,6 +17,7 @@ import type { Libp2p, PrivateKey } from '@libp2p/interface';
 import { type KadDHT, kadDHT, passthroughMapper } from '@libp2p/kad-dht';
 import { ping } from '@libp2p/ping';
 import { preSharedKey } from '@libp2p/pnet';
+import './pnet-xsalsa20-fix.js';
 import { createLibp2p } from 'libp2p';
 import type { NodeConfig } from './config.js';
 import { ConfigError } from './errors.js';

@@ -119,6 +119,8 @@ export function pipe(socket: Socket, stream: Stream, options: PipeOptions = {}):
       if (stream.readStatus === 'paused') stream.resume();
     };
     const onRemoteEnd = () => {
+      // abort() and a remote reset also emit 'end' (before 'close'): those must reset, not FIN.
+      if (stream.status === 'aborted' || stream.status === 'reset') return;
       if (!socket.writableEnded) socket.end();
     };
 

@@ -13,7 +13,7 @@
  * - BENCH_OUT=FILE: where the JSON goes (default dist/bench-results.json).
  * - BENCH_ONLY=a,b: only these groups: ttfb, latency, connrate, throughput1, throughput16, memory.
  * - BENCH_NODE_OPTIONS=...: extra NODE_OPTIONS for the forwarder and exposer, e.g. `--import
- *   ./dist/test/bench/patches/xsalsa20-chunked.js` to measure a proposed fix before it lands.
+ *   ./some-patch.js` to measure a proposed fix before it lands.
  * - BENCH_PROFILE=DIR: run the forwarder and exposer with --cpu-prof into DIR (written at exit);
  *   summarize with `node dist/test/bench/profile-summary.js DIR/*.cpuprofile`.
  */
