@@ -13,6 +13,7 @@ import type { Logger } from './logger.js';
 import { createSidecarMetrics, PATH_KINDS, type PathKind, type SidecarMetrics } from './metrics.js';
 import { AddressPolicy } from './nat/address-policy.js';
 import type { HolePunchEvent } from './nat/hole-punch.js';
+import { createNodePortMapper, type PortMapper, type PortMappingStatus } from './nat/port-mapping.js';
 import type { RelayClientEvent, RelayReservationStatus } from './nat/relay-client.js';
 import { meterRelayedBytes } from './nat/relay-meter.js';
 import { detectReusePort, type ReusePortMethod } from './nat/reuseport-tcp.js';
@@ -67,6 +68,7 @@ export interface PeerNodeStatus {
   exposes: ExposeStatus[];
   forwards: ForwardStatus[];
   nat: NatStatus;
+  portMapping?: PortMappingStatus;
 }
 
 export class PeerNode {
@@ -85,6 +87,7 @@ export class PeerNode {
   private readonly reusePort: ReusePortMethod;
   private readonly unsubscribe: Array<() => void> = [];
   private natTimer?: NodeJS.Timeout;
+  private portMapper?: PortMapper;
 
   private constructor(libp2p: PeerTunnelLibp2p, options: PeerNodeOptions) {
     const { config, logger } = options;
@@ -143,6 +146,10 @@ export class PeerNode {
   }
 
   private async startParts(): Promise<void> {
+    // Port mapping (UPnP / NAT-PMP): first, so it sees (and marks) connections before path logs do.
+    const { paths, metrics, logger } = this;
+    this.portMapper = createNodePortMapper(this.libp2p, this.config, { paths, metrics, logger });
+    await this.portMapper.start();
     watchRefusedStreams(this.libp2p, () => this.metrics.streamsRefused.inc({ reason: 'not_exposed' }));
     this.libp2p.addEventListener('connection:open', (evt) => this.onConnectionChange(evt.detail, 'open'));
     this.libp2p.addEventListener('connection:close', (evt) => this.onConnectionChange(evt.detail, 'close'));
@@ -173,6 +180,7 @@ export class PeerNode {
     this.directory.stop();
     await Promise.allSettled([...this.forwards.map((f) => f.stop()), ...this.exposes.map((e) => e.stop())]);
     await this.admin?.stop();
+    await this.portMapper?.stop();
     await this.libp2p.stop();
     this.logger.info({ event: 'node_stopped' }, 'node stopped');
   }
@@ -344,6 +352,7 @@ export class PeerNode {
       exposes: this.exposes.map((e) => e.status()),
       forwards: this.forwards.map((f) => f.status()),
       nat: this.natStatus(),
+      portMapping: this.portMapper?.status(),
     };
   }
 }
