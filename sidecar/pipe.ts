@@ -58,6 +58,7 @@ export function pipe(socket: Socket, stream: Stream, options: PipeOptions = {}):
       stream.removeEventListener('message', onMessage);
       stream.removeEventListener('drain', onStreamDrain);
       stream.removeEventListener('end', onRemoteEnd);
+      stream.removeEventListener('remoteCloseWrite', onRemoteCloseWrite);
       stream.removeEventListener('close', onStreamClose);
       resolve(error === undefined ? { outcome, sent, received } : { outcome, error, sent, received });
     };
@@ -118,9 +119,16 @@ export function pipe(socket: Socket, stream: Stream, options: PipeOptions = {}):
     const onSocketDrain = () => {
       if (stream.readStatus === 'paused') stream.resume();
     };
+    // Only a FIN from the remote means "no more data". A stream also ends, without error, when
+    // its whole connection goes away (a relay dies, or cuts a limited circuit): that is a
+    // truncation, and must reach the local peer as a reset.
+    let remoteFin = stream.remoteWriteStatus === 'closed' && stream.status === 'open';
+    const onRemoteCloseWrite = () => {
+      remoteFin = true;
+    };
     const onRemoteEnd = () => {
       // abort() and a remote reset also emit 'end' (before 'close'): those must reset, not FIN.
-      if (stream.status === 'aborted' || stream.status === 'reset') return;
+      if (stream.status === 'aborted' || stream.status === 'reset' || !remoteFin) return;
       if (!socket.writableEnded) socket.end();
     };
 
@@ -128,6 +136,9 @@ export function pipe(socket: Socket, stream: Stream, options: PipeOptions = {}):
       streamDone = true;
       if (evt.error !== undefined) {
         settle(evt.local === true ? 'local_error' : 'reset_by_peer', evt.error);
+        resetSocket();
+      } else if (!remoteFin) {
+        settle('reset_by_peer', new Error('connection closed before the remote finished'));
         resetSocket();
       } else if (stream.readBufferLength === 0) {
         // A clean close means no more data: end, do not reset. Buffered bytes end via 'end'.
@@ -162,6 +173,7 @@ export function pipe(socket: Socket, stream: Stream, options: PipeOptions = {}):
     socket.on('close', onSocketClose);
     stream.addEventListener('message', onMessage);
     stream.addEventListener('drain', onStreamDrain);
+    stream.addEventListener('remoteCloseWrite', onRemoteCloseWrite);
     stream.addEventListener('end', onRemoteEnd);
     stream.addEventListener('close', onStreamClose);
     if (signal?.aborted === true) onAbort();

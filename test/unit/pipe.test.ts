@@ -96,6 +96,20 @@ describe('pipe', () => {
     expect((await result).outcome).toBe('closed');
   });
 
+  it('resets the socket when the connection under the stream goes away without a FIN', async () => {
+    const [client, inner, s] = await socketPair();
+    servers.push(s);
+    const [a, b] = await streamPair();
+    const result = pipe(inner, a);
+    const clientGot = readAll(client);
+    b.send(randomBytes(1024));
+    await new Promise((r) => setTimeout(r, 20));
+    // What a relay dying or cutting a limited circuit looks like from one stream.
+    (a as unknown as { onTransportClosed(): void }).onTransportClosed();
+    await expect(clientGot).rejects.toMatchObject({ code: 'ECONNRESET' });
+    expect((await result).outcome).toBe('reset_by_peer');
+  });
+
   it('stops when aborted, resetting both sides', async () => {
     const [client, inner, s] = await socketPair();
     servers.push(s);
