@@ -1,0 +1,233 @@
+/**
+ * The Dockerfile, checked as far as a machine without a container engine allows: it is parsed
+ * (stages, COPY, RUN, USER, ENTRYPOINT), the build stage is replayed in a temp dir holding only
+ * what that stage copies, and the runtime stage is replayed in another temp dir: its exact
+ * `npm ci --omit=dev` command, then only the dist/ parts it copies from the build stage. The CLI
+ * must then start from there (help, keygen, cid, operator --help, a short demo through libp2p):
+ * no devDependency and no uncopied file is needed at run time.
+ */
+import { execFile } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readFile, rm, stat, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { REPO_ROOT } from '../helpers/node-process.js';
+
+const run = promisify(execFile);
+/** Node 24 from the pinned `node` devDependency (the system Node may be older). */
+const NODE24 = join(REPO_ROOT, 'node_modules', '.bin', 'node');
+
+interface Instruction {
+  op: string;
+  args: string;
+  line: number;
+}
+interface Stage {
+  from: string;
+  name?: string;
+  workdir: string;
+  instructions: Instruction[];
+}
+
+/** Dockerfile instructions per stage: comments dropped, `\` continuations joined. */
+function parseDockerfile(text: string): Stage[] {
+  const stages: Stage[] = [];
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const start = i + 1;
+    let line = lines[i] ?? '';
+    if (/^\s*(#|$)/.test(line)) continue;
+    while (line.trimEnd().endsWith('\\') && i + 1 < lines.length) {
+      line = `${line.trimEnd().slice(0, -1)} ${(lines[++i] ?? '').trim()}`;
+    }
+    const m = /^\s*([A-Za-z]+)\s+(.*)$/.exec(line);
+    if (m === null) throw new Error(`Dockerfile line ${start}: cannot parse "${line}"`);
+    const op = (m[1] ?? '').toUpperCase();
+    const args = (m[2] ?? '').trim();
+    if (op === 'FROM') {
+      const f = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args);
+      stages.push({ from: f?.[1] ?? args, name: f?.[2], workdir: '/', instructions: [] });
+      continue;
+    }
+    const stage = stages.at(-1);
+    if (stage === undefined) throw new Error(`Dockerfile line ${start}: ${op} before FROM`);
+    if (op === 'WORKDIR') stage.workdir = args;
+    stage.instructions.push({ op, args, line: start });
+  }
+  return stages;
+}
+
+interface Copy {
+  from?: string;
+  sources: string[];
+  dest: string;
+  line: number;
+}
+function copiesOf(stage: Stage): Copy[] {
+  return stage.instructions
+    .filter((i) => i.op === 'COPY')
+    .map((i) => {
+      const words = i.args.split(/\s+/);
+      const flags = words.filter((w) => w.startsWith('--'));
+      const paths = words.filter((w) => !w.startsWith('--'));
+      const from = flags.find((f) => f.startsWith('--from='))?.slice('--from='.length);
+      return { from, sources: paths.slice(0, -1), dest: paths.at(-1) ?? '', line: i.line };
+    });
+}
+
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
+
+describe('Dockerfile', () => {
+  let stages: Stage[];
+  let build: Stage;
+  let runtime: Stage;
+  let dockerignore: string[];
+  const temps: string[] = [];
+  let buildDir = '';
+  let appDir = '';
+
+  beforeAll(async () => {
+    stages = parseDockerfile(await readFile(join(REPO_ROOT, 'Dockerfile'), 'utf8'));
+    dockerignore = (await readFile(join(REPO_ROOT, '.dockerignore'), 'utf8'))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#'));
+    const b = stages.find((s) => s.name === 'build');
+    const r = stages.at(-1);
+    if (b === undefined || r === undefined) throw new Error('expected a "build" stage and a final stage');
+    build = b;
+    runtime = r;
+  });
+
+  afterAll(async () => {
+    await Promise.all(temps.map((t) => rm(t, { recursive: true, force: true })));
+  });
+
+  it('is multi-stage on Node 24 slim, runs as a numeric non-root user, entrypoint is the CLI', () => {
+    expect(stages.map((s) => s.from)).toEqual(['node:24-slim', 'node:24-slim']);
+    const user = runtime.instructions.filter((i) => i.op === 'USER').at(-1)?.args;
+    expect(user).toMatch(/^[0-9]+(:[0-9]+)?$/);
+    expect(Number(user?.split(':')[0])).toBe(65532);
+    const entry = runtime.instructions.find((i) => i.op === 'ENTRYPOINT');
+    expect(JSON.parse(entry?.args ?? 'null')).toEqual([
+      'node',
+      '--max-semi-space-size=4',
+      'dist/bin/peertunnel.js',
+    ]);
+    expect(JSON.parse(runtime.instructions.find((i) => i.op === 'CMD')?.args ?? 'null')).toEqual(['--help']);
+    // Read-only root filesystem: HOME points at /tmp (the only writable place), no VOLUME needed.
+    expect(runtime.instructions.find((i) => i.op === 'ENV')?.args).toMatch(/HOME=\/tmp/);
+    expect(runtime.instructions.some((i) => i.op === 'VOLUME')).toBe(false);
+  });
+
+  it('copies only paths that exist in the repository and are not excluded by .dockerignore', async () => {
+    const local = stages.flatMap((s) => copiesOf(s).filter((c) => c.from === undefined));
+    expect(local.length).toBeGreaterThan(0);
+    for (const c of local) {
+      for (const src of c.sources) {
+        const top = src.replace(/\/$/, '').split('/')[0] ?? '';
+        expect({ src, line: c.line, exists: await exists(join(REPO_ROOT, src)) }).toEqual({
+          src,
+          line: c.line,
+          exists: true,
+        });
+        expect({ src, ignored: dockerignore.includes(top) }).toEqual({ src, ignored: false });
+      }
+    }
+  });
+
+  it('builds the entrypoint from exactly what the build stage copies', async () => {
+    buildDir = await mkdtemp(join(tmpdir(), 'pt-docker-build-'));
+    temps.push(buildDir);
+    for (const c of copiesOf(build)) {
+      for (const src of c.sources) {
+        const to =
+          c.dest.endsWith('/') && !src.endsWith('/') ? join(buildDir, c.dest, src) : join(buildDir, src);
+        await mkdir(dirname(to), { recursive: true });
+        await cp(join(REPO_ROOT, src), to, { recursive: true });
+      }
+    }
+    // `RUN npm ci` of the build stage: the repository's own install stands in for it.
+    expect(build.instructions.some((i) => i.op === 'RUN' && /^npm ci\b/.test(i.args))).toBe(true);
+    await symlink(join(REPO_ROOT, 'node_modules'), join(buildDir, 'node_modules'));
+    const buildRun = build.instructions.filter((i) => i.op === 'RUN').at(-1)?.args;
+    expect(buildRun).toBe('npm run build');
+    await run('npm', ['run', 'build'], {
+      cwd: buildDir,
+      env: { ...process.env, PATH: `${join(REPO_ROOT, 'node_modules', '.bin')}:${process.env.PATH ?? ''}` },
+    });
+    expect(await exists(join(buildDir, 'dist', 'bin', 'peertunnel.js'))).toBe(true);
+  }, 120_000);
+
+  it('starts the CLI from the production dependencies and the copied dist/ parts alone', async () => {
+    expect(buildDir).not.toBe('');
+    appDir = await mkdtemp(join(tmpdir(), 'pt-docker-app-'));
+    temps.push(appDir);
+    const workdir = runtime.workdir;
+    let installed = false;
+    for (const i of runtime.instructions) {
+      if (i.op === 'COPY') {
+        const c = copiesOf({ ...runtime, instructions: [i] })[0];
+        if (c === undefined) continue;
+        for (const src of c.sources) {
+          const origin =
+            c.from === undefined
+              ? join(REPO_ROOT, src)
+              : join(buildDir, src.replace(new RegExp(`^${build.workdir}/?`), ''));
+          const dest = c.dest.replace(new RegExp(`^${workdir}/?`), '');
+          const to = src.endsWith('/') || !dest.endsWith('/') ? join(appDir, dest) : join(appDir, dest, src);
+          expect({ src, exists: await exists(origin) }).toEqual({ src, exists: true });
+          await mkdir(dirname(to), { recursive: true });
+          await cp(origin, to, { recursive: true });
+        }
+      } else if (i.op === 'RUN') {
+        // The install part of the RUN line, exactly as written (the cache cleanup after && is skipped).
+        const install = i.args.split('&&')[0]?.trim() ?? '';
+        expect(install).toMatch(/^npm ci --omit=dev\b/);
+        const [cmd = 'npm', ...args] = install.split(/\s+/);
+        await run(cmd, [...args, '--prefer-offline'], {
+          cwd: appDir,
+          env: { ...process.env, NODE_ENV: 'production' },
+        });
+        installed = true;
+      }
+    }
+    expect(installed).toBe(true);
+    // Nothing that only devDependencies need made it in (@libp2p/utils, say, is both: a devDependency
+    // and a dependency of libp2p, so the lockfile does not mark it dev).
+    const lock = JSON.parse(await readFile(join(REPO_ROOT, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { dev?: boolean }>;
+    };
+    const devOnly = Object.entries(lock.packages)
+      .filter(([path, p]) => path.startsWith('node_modules/') && p.dev === true)
+      .map(([path]) => path);
+    expect(devOnly).toEqual(expect.arrayContaining(['node_modules/typescript', 'node_modules/node']));
+    for (const path of devOnly)
+      expect({ path, installed: await exists(join(appDir, path)) }).toEqual({ path, installed: false });
+    expect(await exists(join(appDir, 'test'))).toBe(false);
+
+    const entry = JSON.parse(
+      runtime.instructions.find((i) => i.op === 'ENTRYPOINT')?.args ?? '[]',
+    ) as string[];
+    const [, ...nodeArgs] = entry;
+    const cli = (...args: string[]) =>
+      run(NODE24, [...nodeArgs, ...args], {
+        cwd: appDir,
+        env: { PATH: process.env.PATH ?? '', HOME: '/tmp', NODE_ENV: 'production' },
+      });
+    const help = await cli('--help');
+    expect(help.stdout).toMatch(/^usage: peertunnel/);
+    const key = await cli('keygen');
+    expect(key.stdout).toMatch(/^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-f]{64}\n?$/);
+    expect((await cli('cid', 'web')).stdout.trim()).toMatch(/^b[a-z2-7]+$/);
+    expect((await cli('operator', '--help')).stdout).toMatch(/operator/);
+    // A relay and two nodes carrying traffic: libp2p and its services load from production deps.
+    const demo = await cli('demo', '--duration', '1');
+    expect(demo.stdout).toMatch(/peertunnel_stream_bytes_total\{service="demo-web"/);
+  }, 180_000);
+});
