@@ -64,8 +64,27 @@ export interface SidecarReport {
   exposes: Array<{ name: string }>;
   forwards: Array<{
     name: string;
-    providers: Array<{ peer: string; connected: boolean; path: string | null }>;
+    providers: Array<{
+      peer: string;
+      connected: boolean;
+      path: string | null;
+      /** Not backing off after a failed attempt (absent in a report: true). */
+      healthy: boolean;
+      /** Failed attempts since the last success (absent in a report: 0). */
+      failures: number;
+    }>;
   }>;
+}
+
+type ReportedProvider = SidecarReport['forwards'][number]['providers'][number];
+
+/**
+ * Whether a provider a sidecar lists is one a status may count. A forwarder keeps listing a dead
+ * exposer for minutes (its DHT record outlives it): only a provider that is not backing off, and
+ * either connected now or never failed since its last success, counts.
+ */
+export function isLiveProvider(p: ReportedProvider): boolean {
+  return p.healthy && (p.connected || p.failures === 0);
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
@@ -93,6 +112,9 @@ export function parseSidecarReport(body: unknown): SidecarReport | undefined {
             peer: String(p.peer),
             connected: p.connected === true,
             path: typeof p.path === 'string' ? p.path : null,
+            healthy: p.healthy !== false,
+            failures:
+              typeof p.failures === 'number' && Number.isFinite(p.failures) ? Math.max(0, p.failures) : 0,
           })),
       })),
   };
@@ -195,6 +217,8 @@ export function computeTunnelStatus(f: TunnelFacts): PeerTunnelStatus {
     const paths: PathKind[] = [];
     for (const r of reports) {
       for (const p of r.forwards.find((x) => x.name === fw.name)?.providers ?? []) {
+        // Counted when any ready sidecar sees it live.
+        if (!isLiveProvider(p)) continue;
         peers.add(p.peer);
         if (p.connected && p.path !== null) paths.push(SIDECAR_PATHS[p.path] ?? 'direct');
       }

@@ -5,6 +5,7 @@
  * API server show Ready, the pod counts, the providers and the path, gathered from the sidecars'
  * /status.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import type { ControlPlane } from '../env/control-plane.js';
 import { type RunningSidecar, runPodSidecar } from '../env/pod-runner.js';
@@ -144,6 +145,25 @@ describeWithControlPlane(
       const t = await waitForReason(env.cp, 'peertunnel/db', NS, 'SidecarsNotReady');
       expect(t.status?.pods).toEqual({ selected: 1, injected: 1, ready: 0 });
       expect(readyOf(t)?.message).toContain('db-0');
+    });
+
+    it('stops counting the dead exposer as a provider once the forwarder fails to reach it', async () => {
+      // The forwarder's /status still lists the exposer (its DHT record outlives it) until a
+      // connection through the tunnel fails on it; from then on the status counts it no more.
+      const client = await eventually(
+        'the client tunnel to lose its provider',
+        async () => {
+          await Promise.race([
+            echoRoundTrip(localPort, 1024).catch(() => false),
+            sleep(10_000, undefined, { ref: false }),
+          ]);
+          return waitForReason(env.cp, 'peertunnel/client', NS, 'NoProviders', 2_000);
+        },
+        60_000,
+      );
+      expect(client.status?.forwards).toEqual([{ name: 'echo', providers: 0, path: 'none' }]);
+      expect(client.status?.summary).toEqual({ pods: '1/1', providers: '0', path: 'none' });
+      expect(readyOf(client)?.message).toContain('"echo"');
     });
   },
   { users: operatorUsers },

@@ -57,6 +57,8 @@ const report = (providers: number): SidecarReport => ({
         peer: `x${i}`,
         connected: true,
         path: 'relayed',
+        healthy: true,
+        failures: 0,
       })),
     },
   ],
