@@ -40,6 +40,7 @@ export interface SidecarMetrics {
   relayedBytes: Counter;
   connections: Gauge<'path'>;
   peers: Gauge;
+  ready: Gauge;
   reachability: Gauge<'state'>;
   portMappings: Gauge<'protocol' | 'state'>;
   portMappingOperations: Counter<'protocol' | 'operation' | 'result'>;
@@ -57,6 +58,7 @@ export function createSidecarMetrics(
     peers: 0,
     byPath: { direct: 0, hole_punched: 0, relayed: 0, port_mapped: 0 },
   }),
+  isReady: () => boolean = () => false,
 ): SidecarMetrics {
   const registers = [registry];
   const connections = new Gauge({
@@ -75,6 +77,14 @@ export function createSidecarMetrics(
     registers,
     collect() {
       this.set(snapshot().peers);
+    },
+  });
+  const ready = new Gauge({
+    name: 'peertunnel_ready',
+    help: 'Whether the node is ready (1: connected to a network peer and every forward listening; the same as /readyz), else 0.',
+    registers,
+    collect() {
+      this.set(isReady() ? 1 : 0);
     },
   });
   return {
@@ -166,6 +176,7 @@ export function createSidecarMetrics(
     }),
     connections,
     peers,
+    ready,
     reachability: new Gauge({
       name: 'peertunnel_reachability',
       help: 'This node as others see it: 1 for the current state (public, private, unknown), 0 otherwise.',

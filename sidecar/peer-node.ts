@@ -97,7 +97,11 @@ export class PeerNode {
     this.policy = new AddressPolicy(config.publicRanges);
     this.reusePort = detectReusePort().method;
     const registry = options.registry ?? new Registry();
-    this.metrics = createSidecarMetrics(registry, () => this.connectionSnapshot());
+    this.metrics = createSidecarMetrics(
+      registry,
+      () => this.connectionSnapshot(),
+      () => this.notReadyReasons().length === 0,
+    );
     this.metrics.buildInfo.set({ version: VERSION, nodejs: process.version, role: config.role }, 1);
     this.directory = new ServiceDirectory(
       { libp2p, dht: libp2p.services.dht, metrics: this.metrics, logger },
