@@ -9,8 +9,8 @@ import type { ExposeConfig } from './config.js';
 import { serviceProtocol } from './discovery.js';
 import { MAX_TUNNEL_STREAMS } from './forward.js';
 import type { Logger } from './logger.js';
+import { meteredPipe } from './metered-pipe.js';
 import type { SidecarMetrics } from './metrics.js';
-import { pipe } from './pipe.js';
 
 export interface ExposeHandlerInit {
   /** Give the local target this long to accept. @default 5000 */
@@ -104,19 +104,7 @@ export class ExposeHandler {
       return;
     }
     this.served++;
-    this.c.metrics.streamsOpened.inc(labels);
-    this.c.metrics.streamsActive.inc(labels);
-    const result = await pipe(socket, stream, {
-      onSent: (n) => this.c.metrics.bytes.inc({ ...labels, direction: 'sent' }, n),
-      onReceived: (n) => this.c.metrics.bytes.inc({ ...labels, direction: 'received' }, n),
-    });
-    this.c.metrics.streamsActive.dec(labels);
-    if (result.outcome !== 'closed') {
-      this.c.metrics.streamsFailed.inc({
-        ...labels,
-        reason: result.outcome === 'reset_by_peer' ? 'reset_by_peer' : 'local_error',
-      });
-    }
+    await meteredPipe(socket, stream, this.c.metrics, service, 'expose');
   }
 
   status(): ExposeStatus {

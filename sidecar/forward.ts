@@ -10,9 +10,9 @@ import type { ForwardConfig } from './config.js';
 import { type ServiceDirectory, serviceProtocol } from './discovery.js';
 import { NoProviderError } from './errors.js';
 import type { Logger } from './logger.js';
+import { meteredPipe } from './metered-pipe.js';
 import type { SidecarMetrics, StreamFailureReason } from './metrics.js';
 import { bestConnection, type PathRegistry } from './paths.js';
-import { pipe } from './pipe.js';
 
 export interface ForwardListenerInit {
   /** Give one provider this long to connect. @default 3000 */
@@ -144,20 +144,10 @@ export class ForwardListener {
       return;
     }
     this.c.metrics.streamOpenSeconds.observe({ service }, (performance.now() - started) / 1000);
-    this.c.metrics.streamsOpened.inc(labels);
-    this.c.metrics.streamsActive.inc(labels);
     socket.off('error', early);
     socket.resume();
-    const result = await pipe(socket, stream, {
-      onSent: (n) => this.c.metrics.bytes.inc({ ...labels, direction: 'sent' }, n),
-      onReceived: (n) => this.c.metrics.bytes.inc({ ...labels, direction: 'received' }, n),
-    });
-    this.c.metrics.streamsActive.dec(labels);
+    const result = await meteredPipe(socket, stream, this.c.metrics, service, 'forward');
     if (result.outcome !== 'closed') {
-      this.c.metrics.streamsFailed.inc({
-        ...labels,
-        reason: result.outcome === 'reset_by_peer' ? 'reset_by_peer' : 'local_error',
-      });
       this.c.logger.debug(
         { event: 'stream_reset', service, outcome: result.outcome, err: result.error },
         'tunnel stream ended in error',
