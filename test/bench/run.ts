@@ -11,7 +11,8 @@
  * Environment:
  * - BENCH_QUICK=1: small sizes (the smoke test's mode).
  * - BENCH_OUT=FILE: where the JSON goes (default dist/bench-results.json).
- * - BENCH_ONLY=a,b: only these groups: ttfb, latency, connrate, throughput1, throughput16, memory.
+ * - BENCH_ONLY=a,b: only these groups: ttfb, latency, connrate, throughput1, throughput16, memory,
+ *   operator (test/bench/operator.ts: a real API server; in quick mode only when named).
  * - BENCH_NODE_OPTIONS=...: extra NODE_OPTIONS for the forwarder and exposer, e.g. `--import
  *   ./some-patch.js` to measure a proposed fix before it lands.
  * - BENCH_PROFILE=DIR: run the forwarder and exposer with --cpu-prof into DIR (written at exit);
@@ -30,6 +31,7 @@ import {
   timeToFirstByte,
   warmTimeToFirstByte,
 } from './measures.js';
+import { operatorBench } from './operator.js';
 import { startSocatRelay, treePss } from './procs.js';
 import { buildRows, type Column, checkTargets, formatTable, type Measured } from './table.js';
 
@@ -72,7 +74,7 @@ const LIMIT_MS = {
   connRate: QUICK ? 10_000 : 30_000,
   held: QUICK ? 20_000 : 60_000,
 };
-const GROUPS = ['ttfb', 'latency', 'connrate', 'throughput1', 'throughput16', 'memory'] as const;
+const GROUPS = ['ttfb', 'latency', 'connrate', 'throughput1', 'throughput16', 'memory', 'operator'] as const;
 type Group = (typeof GROUPS)[number];
 const isGroup = (g: string): g is Group => (GROUPS as readonly string[]).includes(g);
 const ONLY = new Set<Group>((process.env.BENCH_ONLY ?? '').split(',').filter(isGroup));
@@ -469,6 +471,10 @@ async function main(): Promise<number> {
   for (const t of targets)
     out.push(`  ${t.met === null ? '  ? ' : t.met ? ' met' : 'MISS'}  ${t.target}: ${t.measured}`);
   process.stdout.write(`${out.join('\n')}\n`);
+  const operator = runs('operator')
+    ? await operatorBench({ quick: QUICK, explicit: ONLY.has('operator'), log })
+    : undefined;
+  if (operator !== undefined) process.stdout.write(`\n${operator.text}\n`);
 
   await mkdir(dirname(OUT), { recursive: true });
   await writeFile(
@@ -486,13 +492,14 @@ async function main(): Promise<number> {
         cpu,
         notes,
         failures,
+        operator,
       },
       null,
       2,
     )}\n`,
   );
   log(`results written to ${OUT}`);
-  return failures.length === 0 ? 0 : 1;
+  return failures.length === 0 && (operator?.failures.length ?? 0) === 0 ? 0 : 1;
 }
 
 main().then(
