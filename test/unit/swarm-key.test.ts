@@ -20,9 +20,9 @@ describe('swarm key', () => {
 
   it.each([
     ['empty', ''],
-    ['wrong header', '/key/swarm/psk/2.0.0/\n/base16/\n' + 'a'.repeat(64)],
-    ['base64', '/key/swarm/psk/1.0.0/\n/base64/\n' + 'a'.repeat(44)],
-    ['short key', '/key/swarm/psk/1.0.0/\n/base16/\n' + 'a'.repeat(62)],
+    ['wrong header', `/key/swarm/psk/2.0.0/\n/base16/\n${'a'.repeat(64)}`],
+    ['base64', `/key/swarm/psk/1.0.0/\n/base64/\n${'a'.repeat(44)}`],
+    ['short key', `/key/swarm/psk/1.0.0/\n/base16/\n${'a'.repeat(62)}`],
   ])('rejects %s with SwarmKeyError', (_what, text) => {
     expect(nameOf(() => parseSwarmKey(text))).toBe('SwarmKeyError');
   });
