@@ -50,7 +50,12 @@ export interface DataPlane {
   forwarder: NodeProcess;
   /** Local forward ports by service name. */
   ports: Record<'echo' | 'sink' | 'source' | 'dead' | 'ghost', number>;
-  /** One round of traffic: echo, upload, download, a stream to a dead target, one with no provider, a refused one. */
+  /** Echo (8 × 64 KiB), 8 MiB upload, 8 MiB download through the forwards. */
+  traffic(): Promise<void>;
+  /**
+   * traffic(), and at the same time a stream to a dead target (target_unreachable at the exposer),
+   * one with no provider (no_provider at the forwarder, ~10 s) and a refused one (not_exposed).
+   */
   drive(): Promise<void>;
   /** Opens an echo connection and keeps it open (its stream stays active) until the callback ends. */
   withOpenStream<T>(fn: () => Promise<T>): Promise<T>;
@@ -118,26 +123,38 @@ export async function startDataPlane(): Promise<DataPlane> {
       'providers of echo, sink, source and dead',
     );
     const probe = join(REPO_ROOT, 'dist', 'test', 'helpers', 'probe-protocol.js');
-    const drive = async () => {
+    const traffic = async () => {
       const echoes = await Promise.all(Array.from({ length: 8 }, () => echoRoundTrip(ports.echo, 64 * 1024)));
       if (!echoes.every((ok) => ok)) throw new Error('echo through the tunnel failed');
       const up = await upload(ports.sink, 8 * 1024 * 1024);
       if (up.answered !== up.expected) throw new Error('upload through the tunnel failed');
       const down = await download(ports.source, 8 * 1024 * 1024);
       if (down.received !== down.expected) throw new Error('download through the tunnel failed');
-      // Failed streams: the exposer cannot reach the target; the forwarder has no provider.
-      for (const port of [ports.dead, ports.ghost]) {
-        const s = await connectTo(port);
-        s.write('hello\n');
-        await readAll(s).catch(() => undefined);
-      }
-      // A member asking the exposer for a name it does not expose is refused.
+    };
+    /** Connects and waits for the reset: the forwarder may reset it before the client sees it open. */
+    const failedStream = (port: number) =>
+      connectTo(port).then(
+        (s) => {
+          s.on('error', () => undefined);
+          s.write('hello\n');
+          return readAll(s).then(
+            () => undefined,
+            () => undefined,
+          );
+        },
+        () => undefined,
+      );
+    const refused = async () => {
       const { stdout } = await run(
         process.execPath,
         [probe, KEY_ENV, exposer.addresses[0] ?? '', '/x/peertunnel/not-exposed/1.0.0'],
         { env: { ...process.env, ...env } },
       );
       if (!stdout.includes('"refused"')) throw new Error(`probe was not refused: ${stdout}`);
+    };
+    // The ghost stream takes ~10 s: the forwarder waits for a provider to appear before it resets.
+    const drive = async () => {
+      await Promise.all([traffic(), failedStream(ports.dead), failedStream(ports.ghost), refused()]);
     };
     const withOpenStream = async <T>(fn: () => Promise<T>): Promise<T> => {
       const s = await connectTo(ports.echo);
@@ -152,7 +169,7 @@ export async function startDataPlane(): Promise<DataPlane> {
         s.destroy();
       }
     };
-    return { relay, exposer, forwarder, ports, drive, withOpenStream, stop };
+    return { relay, exposer, forwarder, ports, traffic, drive, withOpenStream, stop };
   } catch (err) {
     await stop();
     throw err;
