@@ -7,9 +7,16 @@
  *
  * Identify also feeds the pools: a connected peer that speaks /x/peertunnel/<name>/1.0.0 is a
  * provider without waiting for the DHT, which makes first contact and fail-over fast.
+ *
+ * Addresses go stale: a NATed exposer whose relay died reserves on another relay and gets a new
+ * circuit address. It provides again as soon as its addresses change (a provide carries them to
+ * the DHT servers closest to the key), and a forwarder whose dial failed asks for fresh ones
+ * (`freshAddresses`) before giving the provider up.
  */
 import type { Libp2p, PeerId, PeerInfo } from '@libp2p/interface';
 import type { KadDHT } from '@libp2p/kad-dht';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { CID } from 'multiformats/cid';
 import * as raw from 'multiformats/codecs/raw';
 import { sha256 } from 'multiformats/hashes/sha2';
@@ -45,7 +52,13 @@ export interface ServiceDirectoryInit {
 export interface ServiceDirectoryComponents {
   libp2p: Pick<
     Libp2p,
-    'peerId' | 'contentRouting' | 'peerStore' | 'addEventListener' | 'removeEventListener' | 'getConnections'
+    | 'peerId'
+    | 'contentRouting'
+    | 'peerStore'
+    | 'addEventListener'
+    | 'removeEventListener'
+    | 'getConnections'
+    | 'getMultiaddrs'
   >;
   /** The DHT itself, for provides: only its events tell whether a record reached any peer. */
   dht: Pick<KadDHT, 'provide'>;
@@ -69,6 +82,8 @@ export class ServiceDirectory {
   private readonly announced = new Map<string, { key: CID; ok: boolean }>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
+  /** This node's addresses when it last started providing (a change means: provide again). */
+  private providedAddrs?: string;
 
   constructor(components: ServiceDirectoryComponents, init: ServiceDirectoryInit = {}) {
     this.c = components;
@@ -80,6 +95,7 @@ export class ServiceDirectory {
       providerTtlMs: init.providerTtlMs ?? 120_000,
     };
     this.onIdentify = this.onIdentify.bind(this);
+    this.onSelfUpdate = this.onSelfUpdate.bind(this);
   }
 
   async start(announce: string[], watch: string[]): Promise<void> {
@@ -95,7 +111,10 @@ export class ServiceDirectory {
       this.c.metrics.providers.set({ service: name }, 0);
     }
     this.c.libp2p.addEventListener('peer:identify', this.onIdentify);
-    if (this.announced.size > 0) this.provideLoop();
+    if (this.announced.size > 0) {
+      this.c.libp2p.addEventListener('self:peer:update', this.onSelfUpdate);
+      this.provideLoop();
+    }
     for (const w of this.watched.values()) this.lookupLoop(w);
   }
 
@@ -104,6 +123,7 @@ export class ServiceDirectory {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.c.libp2p.removeEventListener('peer:identify', this.onIdentify);
+    this.c.libp2p.removeEventListener('self:peer:update', this.onSelfUpdate);
     for (const w of this.watched.values()) for (const wake of w.waiters) wake();
   }
 
@@ -142,6 +162,67 @@ export class ServiceDirectory {
   refresh(name: string): Promise<void> {
     const w = this.watched.get(name);
     return w === undefined ? Promise.resolve() : this.lookup(w);
+  }
+
+  /**
+   * After a failed dial to `peer`: looks `name` up again (bounded by `timeoutMs`) and returns the
+   * peer's addresses that lookup brought and the node did not have before (say, a circuit address
+   * through another relay), each ending in /p2p/<peer>, in the order worth dialling them again.
+   */
+  async freshAddresses(name: string, peer: string, timeoutMs: number): Promise<Multiaddr[]> {
+    const w = this.watched.get(name);
+    if (w === undefined) return [];
+    const before = await this.addressesOf(peer);
+    // The first DHT server's answer is enough: stop waiting as soon as something new arrived.
+    let done = false;
+    void this.lookup(w).finally(() => {
+      done = true;
+    });
+    const deadline = Date.now() + timeoutMs;
+    let after = before;
+    for (;;) {
+      after = await this.addressesOf(peer);
+      if (done || Date.now() >= deadline || [...after].some((a) => !before.has(a))) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Loopback ones last: a remote peer's 127.0.0.1 is this node itself unless all run on one host.
+    const loopback = (a: string) => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/');
+    return [...after]
+      .filter((a) => !before.has(a))
+      .sort((a, b) => Number(loopback(a)) - Number(loopback(b)))
+      .map((a) => multiaddr(`${a}/p2p/${peer}`));
+  }
+
+  /** The peer's addresses in the peer store, without a trailing /p2p/<peer>. */
+  private async addressesOf(peer: string): Promise<Set<string>> {
+    const suffix = `/p2p/${peer}`;
+    try {
+      const p = await this.c.libp2p.peerStore.get(peerIdFromString(peer));
+      return new Set(
+        p.addresses.map((a) => {
+          const s = a.multiaddr.toString();
+          return s.endsWith(suffix) ? s.slice(0, -suffix.length) : s;
+        }),
+      );
+    } catch {
+      return new Set();
+    }
+  }
+
+  /** Own addresses changed (a relay reservation made or lost): provide again right away. */
+  private onSelfUpdate(): void {
+    if (this.providedAddrs === undefined || this.ownAddrs() === this.providedAddrs) return;
+    this.c.logger.debug({ event: 'addresses_changed' }, 'own addresses changed, providing again');
+    // A provide under way may have started with the old addresses: provide after it.
+    void Promise.resolve(this.providing).then(() => this.provideAll());
+  }
+
+  private ownAddrs(): string {
+    return this.c.libp2p
+      .getMultiaddrs()
+      .map((a) => a.toString())
+      .sort()
+      .join(' ');
   }
 
   private schedule(fn: () => void, ms: number): void {
@@ -190,6 +271,7 @@ export class ServiceDirectory {
   private provideAll(): Promise<boolean> {
     this.providing ??= (async () => {
       let allOk = true;
+      this.providedAddrs = this.ownAddrs();
       for (const [name, a] of this.announced) {
         try {
           // A provide with no DHT peer "succeeds" locally; only a peer's answer means others can find us.

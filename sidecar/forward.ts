@@ -217,6 +217,33 @@ export class ForwardListener {
     if (pending === undefined) {
       pending = this.c.libp2p
         .dial(peerId, { signal: AbortSignal.timeout(this.dialTimeoutMs) })
+        .catch(async (err: unknown) => {
+          // Its addresses may be stale (its relay died and it reserved on another): ask the
+          // network once, and dial again only the addresses that brought and were not tried.
+          const fresh = await this.c.directory.freshAddresses(this.config.name, peer, this.dialTimeoutMs);
+          if (fresh.length === 0) throw err;
+          this.c.logger.info(
+            {
+              event: 'provider_addresses_refreshed',
+              service: this.config.name,
+              peer,
+              addresses: fresh.map((a) => a.toString()),
+            },
+            'dial failed, dialling the fresh addresses',
+          );
+          // One at a time in that order: libp2p would re-sort a list, maybe loopback first.
+          const deadline = AbortSignal.timeout(this.dialTimeoutMs);
+          let last: unknown = err;
+          for (const addr of fresh) {
+            if (deadline.aborted) break;
+            try {
+              return await this.c.libp2p.dial(addr, { signal: deadline });
+            } catch (e) {
+              last = e;
+            }
+          }
+          throw last;
+        })
         .catch((err: unknown) => {
           throw new StreamOpenError('dial_failed', `cannot reach ${peer}`, { cause: err });
         })
