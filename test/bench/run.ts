@@ -13,6 +13,7 @@
  * - BENCH_OUT=FILE: where the JSON goes (default dist/bench-results.json).
  * - BENCH_ONLY=a,b: only these groups: ttfb, latency, connrate, throughput1, throughput16, memory,
  *   operator (test/bench/operator.ts: a real API server; in quick mode only when named).
+ *   lab (test/bench/lab.ts: the NAT lab, needs root; in quick mode only when named).
  * - BENCH_NODE_OPTIONS=...: extra NODE_OPTIONS for the forwarder and exposer, e.g. `--import
  *   ./some-patch.js` to measure a proposed fix before it lands.
  * - BENCH_PROFILE=DIR: run the forwarder and exposer with --cpu-prof into DIR (written at exit);
@@ -23,6 +24,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { type NodeProcess, REPO_ROOT, startNodeProcess, testSwarmKey } from '../helpers/node-process.js';
 import { echoServer, rssOf, sinkServer } from '../helpers/traffic.js';
+import { labBench } from './lab.js';
 import {
   connectionRate,
   holdConnections,
@@ -74,7 +76,16 @@ const LIMIT_MS = {
   connRate: QUICK ? 10_000 : 30_000,
   held: QUICK ? 20_000 : 60_000,
 };
-const GROUPS = ['ttfb', 'latency', 'connrate', 'throughput1', 'throughput16', 'memory', 'operator'] as const;
+const GROUPS = [
+  'ttfb',
+  'latency',
+  'connrate',
+  'throughput1',
+  'throughput16',
+  'memory',
+  'operator',
+  'lab',
+] as const;
 type Group = (typeof GROUPS)[number];
 const isGroup = (g: string): g is Group => (GROUPS as readonly string[]).includes(g);
 const ONLY = new Set<Group>((process.env.BENCH_ONLY ?? '').split(',').filter(isGroup));
@@ -475,6 +486,9 @@ async function main(): Promise<number> {
     ? await operatorBench({ quick: QUICK, explicit: ONLY.has('operator'), log })
     : undefined;
   if (operator !== undefined) process.stdout.write(`\n${operator.text}\n`);
+  // NAT lab group (root + lab prerequisites; otherwise skipped with the reason printed).
+  const lab = runs('lab') ? await labBench({ quick: QUICK, explicit: ONLY.has('lab'), log }) : undefined;
+  if (lab !== undefined) process.stdout.write(`\n${lab.text}\n`);
 
   await mkdir(dirname(OUT), { recursive: true });
   await writeFile(
@@ -493,13 +507,16 @@ async function main(): Promise<number> {
         notes,
         failures,
         operator,
+        lab,
       },
       null,
       2,
     )}\n`,
   );
   log(`results written to ${OUT}`);
-  return failures.length === 0 && (operator?.failures.length ?? 0) === 0 ? 0 : 1;
+  return failures.length === 0 && (operator?.failures.length ?? 0) === 0 && (lab?.failures.length ?? 0) === 0
+    ? 0
+    : 1;
 }
 
 main().then(
