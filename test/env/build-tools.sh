@@ -4,7 +4,8 @@
 #
 #   ${PEERTUNNEL_TOOLS_DIR:-$HOME/.cache/peertunnel/tools}/<name>-<version>/<name>
 #
-# Usage: test/env/build-tools.sh [--check|--probe] [kube-apiserver|kubectl|etcd|helm ...]  (default: all)
+# Usage: test/env/build-tools.sh [--check|--probe] [kube-apiserver|kubectl|etcd|helm|ipfs ...]
+# (default: the four Kubernetes tools; `ipfs`, kubo for test/interop/, only when asked for)
 # On success prints one line per tool to stdout: "<name><TAB><absolute path>". Logs go to stderr.
 # --check builds nothing: exit 0 when every asked-for tool is cached, 1 otherwise.
 # --probe builds nothing: exit 0 when every asked-for tool is cached or could be built, 3 otherwise.
@@ -26,6 +27,11 @@ set -euo pipefail
 K8S_VERSION="${PEERTUNNEL_K8S_VERSION:-v1.36.5}"
 ETCD_VERSION="${PEERTUNNEL_ETCD_VERSION:-v3.6.8}"
 HELM_VERSION="${PEERTUNNEL_HELM_VERSION:-v3.22.0}"
+# kubo (`ipfs`), the go-libp2p peer of test/interop/. Its go.mod replaces go-libp2p with a fork
+# that the module proxy does not serve (403), so it is built from a wrapper module that requires
+# the first go-libp2p release with what the fork was for (quic-go >= v0.62.0): see build_ipfs.
+KUBO_VERSION="${PEERTUNNEL_KUBO_VERSION:-v0.43.1}"
+KUBO_GO_LIBP2P_VERSION="${PEERTUNNEL_KUBO_GO_LIBP2P_VERSION:-v0.50.0}"
 
 TOOLS_DIR="${PEERTUNNEL_TOOLS_DIR:-${HOME:?HOME is not set}/.cache/peertunnel/tools}"
 ALL_TOOLS=(kube-apiserver kubectl etcd helm)
@@ -37,6 +43,7 @@ version_of() {
     kube-apiserver | kubectl) echo "$K8S_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    ipfs) echo "$KUBO_VERSION" ;;
     *) return 1 ;;
   esac
 }
@@ -50,8 +57,8 @@ for arg in "$@"; do
     --check) check_only=1 ;;
     --probe) probe_only=1 ;;
     -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
-    kube-apiserver | kubectl | etcd | helm) tools+=("$arg") ;;
-    *) echo "build-tools.sh: unknown tool '$arg' (expected one of: ${ALL_TOOLS[*]})" >&2; exit 2 ;;
+    kube-apiserver | kubectl | etcd | helm | ipfs) tools+=("$arg") ;;
+    *) echo "build-tools.sh: unknown tool '$arg' (expected one of: ${ALL_TOOLS[*]} ipfs)" >&2; exit 2 ;;
   esac
 done
 [ "${#tools[@]}" -gt 0 ] || tools=("${ALL_TOOLS[@]}")
@@ -241,6 +248,35 @@ build_helm() {
   install_dir helm "$out"
 }
 
+build_ipfs() {
+  local mod="$WORK/kubo" out="$WORK/out-ipfs" s=$SECONDS
+  mkdir -p "$mod" "$out"
+  # `go install github.com/ipfs/kubo/cmd/ipfs@version` refuses kubo's replace directive, and the
+  # fork it points at is not on the proxy; a go-libp2p release that MVS selects instead builds.
+  cat >"$mod/go.mod" <<EOF
+module peertunnel.test/kubo-tools
+
+go 1.26.0
+
+require (
+	github.com/ipfs/kubo $KUBO_VERSION
+	github.com/libp2p/go-libp2p $KUBO_GO_LIBP2P_VERSION
+)
+EOF
+  cat >"$mod/tools.go" <<'EOF'
+//go:build tools
+
+// Package tools pins kubo's command for `go mod tidy`.
+package tools
+
+import _ "github.com/ipfs/kubo/cmd/ipfs"
+EOF
+  log "building ipfs (kubo) $KUBO_VERSION with go-libp2p $KUBO_GO_LIBP2P_VERSION"
+  (cd "$mod" && "$GO" mod tidy && "${NICE[@]}" "$GO" build -trimpath -ldflags='-s -w' -o "$out/ipfs" github.com/ipfs/kubo/cmd/ipfs)
+  log "built ipfs in $((SECONDS - s))s"
+  install_dir ipfs "$out"
+}
+
 log "building into $TOOLS_DIR with $("$GO" env GOVERSION): $todo"
 total=$SECONDS
 k8s=()
@@ -249,7 +285,7 @@ for t in $todo; do
 done
 # etcd and helm first: they are quick, so a failure in the long Kubernetes build loses less.
 for t in $todo; do
-  case "$t" in etcd) build_etcd ;; helm) build_helm ;; esac
+  case "$t" in etcd) build_etcd ;; helm) build_helm ;; ipfs) build_ipfs ;; esac
 done
 [ "${#k8s[@]}" -eq 0 ] || build_k8s "${k8s[@]}"
 log "all done in $((SECONDS - total))s"
