@@ -11,41 +11,25 @@
  * on bytes (hash-checked), /status and metrics. Needs root (skipped loudly, failing under CI=true).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { type LabNodeProcess, startLabNode } from '../helpers/lab-node.js';
 import { eventually, type LogLine, testSwarmKey } from '../helpers/node-process.js';
-import { createLab, describeLab, type Lab, type LabHost, LineReader, labTool, waitForExit } from './index.js';
+import { createLab, describeLab, type Lab } from './index.js';
+import {
+  KEY_ENV,
+  MiB,
+  relayBootstrap,
+  sidecarConfig,
+  startRelays,
+  startTrafficServers,
+  stopScenario,
+  traffic,
+} from './scenario.js';
 
-const MiB = 1024 * 1024;
-const KEY_ENV = 'PEERTUNNEL_SWARM_KEY';
 const PORTS = { sink: 7001, echo: 7002, source: 7003 } as const;
 const LOCAL = { sink: 15001, echo: 15002, source: 15003 } as const;
 /** 1 GiB unless the machine is too slow for it in the time given (LAB_BULK_MIB overrides). */
 const BULK = Number(process.env.LAB_BULK_MIB ?? '1024') * MiB;
-
-interface TrafficResult {
-  ok: boolean;
-  bytes?: number;
-  ms?: number;
-  ttfbMs?: number | null;
-  rounds?: number;
-  error?: string | null;
-  expected?: string;
-  answered?: string;
-  received?: string;
-}
-
-async function traffic(host: LabHost, args: string[], timeoutMs = 60_000): Promise<TrafficResult> {
-  const r = await host.exec(process.execPath, [labTool('traffic.ts'), ...args], { timeoutMs });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as TrafficResult;
-  } catch {
-    return { ok: false, error: `no result (exit ${r.code}): ${r.stderr.slice(-300)}` };
-  }
-}
 
 const timeOf = (l: LogLine): number => Date.parse(String(l.time));
 
@@ -58,13 +42,7 @@ describeLab('NAT lab: hole punching and relays', () => {
   let symForwarder: LabNodeProcess;
   const servers: ChildProcess[] = [];
 
-  const sidecar = (bootstrap: string[]) => ({
-    swarmKey: { env: KEY_ENV },
-    listen: ['/ip4/0.0.0.0/tcp/4001'],
-    bootstrap,
-    publicRanges: [...lab.publicRanges],
-    log: { level: 'info' as const },
-  });
+  const sidecar = (bootstrap: string[]) => sidecarConfig(lab, bootstrap);
   const forwards = [
     { name: 'sink', localPort: LOCAL.sink },
     { name: 'echo', localPort: LOCAL.echo },
@@ -88,30 +66,9 @@ describeLab('NAT lab: hole punching and relays', () => {
         { name: 's', nat: 'symmetric' },
       ],
     });
-    for (const [name, port] of Object.entries(PORTS)) {
-      const child = lab.host('a').spawnNode(labTool('traffic.ts'), ['serve', String(port), name]);
-      servers.push(child);
-      await new LineReader(child, `${name} server`).next(
-        (l) => l.startsWith('listening'),
-        10_000,
-        'listening',
-      );
-    }
-    for (const i of [0, 1]) {
-      relays.push(
-        await startLabNode(
-          lab.relay(i),
-          {
-            role: 'relay',
-            swarmKey: { env: KEY_ENV },
-            listen: ['/ip4/0.0.0.0/tcp/4001'],
-            publicRanges: [...lab.publicRanges],
-          },
-          { env },
-        ),
-      );
-    }
-    const bootstrap = relays.map((r, i) => `/ip4/${lab.relay(i).ip}/tcp/4001/p2p/${r.peerId}`);
+    await startTrafficServers(lab.host('a'), PORTS, servers);
+    await startRelays(lab, env, relays);
+    const bootstrap = relayBootstrap(lab, relays);
     exposer = await startLabNode(
       lab.host('a'),
       {
@@ -144,25 +101,12 @@ describeLab('NAT lab: hole punching and relays', () => {
   }, 90_000);
 
   afterAll(async () => {
-    // Every node's log, for a failure's post-mortem (LAB_LOG_DIR=/tmp/x keeps them).
-    const dir = process.env.LAB_LOG_DIR;
-    if (dir !== undefined) {
-      mkdirSync(dir, { recursive: true });
-      const named = { exposer, eimForwarder, symForwarder, relay0: relays[0], relay1: relays[1] };
-      for (const [name, n] of Object.entries(named))
-        if (n !== undefined)
-          writeFileSync(join(dir, `${name}.log`), n.logs.map((l) => JSON.stringify(l)).join('\n'));
-    }
-    for (const n of [exposer, eimForwarder, symForwarder, ...relays]) await n?.stop().catch(() => undefined);
-    for (const c of servers) {
-      c.kill('SIGTERM');
-      await waitForExit(c, 2_000);
-    }
-    await lab?.stop();
+    const named = { exposer, eimForwarder, symForwarder, relay0: relays[0], relay1: relays[1] };
+    await stopScenario(lab, named, servers);
   }, 30_000);
 
   test('two endpoint-independent NATs: relayed first, hole-punched within 5 s, then 1 GiB direct and intact', async () => {
-    const bootstrap = relays.map((r, i) => `/ip4/${lab.relay(i).ip}/tcp/4001/p2p/${r.peerId}`);
+    const bootstrap = relayBootstrap(lab, relays);
     eimForwarder = await startLabNode(lab.host('b'), { ...sidecar(bootstrap), forward: forwards }, { env });
     // The first forwarded connection finds the exposer through the DHT and dials it via a relay.
     const first = await traffic(lab.host('b'), ['echo', String(LOCAL.echo), '4096']);
@@ -247,7 +191,7 @@ describeLab('NAT lab: hole punching and relays', () => {
   }, 660_000);
 
   test('a symmetric NAT stays relayed, traffic intact, path relayed, punching stops at its bound', async () => {
-    const bootstrap = relays.map((r, i) => `/ip4/${lab.relay(i).ip}/tcp/4001/p2p/${r.peerId}`);
+    const bootstrap = relayBootstrap(lab, relays);
     symForwarder = await startLabNode(lab.host('s'), { ...sidecar(bootstrap), forward: forwards }, { env });
     // Both relays see s/0 from different ports: it knows its NAT maps per destination.
     await eventually(

@@ -12,36 +12,23 @@
  * /status and metrics. Needs root (skipped loudly, failing under CI=true).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { type LabNodeProcess, startLabNode } from '../helpers/lab-node.js';
 import { eventually, testSwarmKey } from '../helpers/node-process.js';
-import { createLab, describeLab, type Lab, type LabHost, LineReader, labTool, waitForExit } from './index.js';
+import { createLab, describeLab, type Lab } from './index.js';
+import {
+  KEY_ENV,
+  MiB,
+  relayBootstrap,
+  sidecarConfig,
+  startRelays,
+  startTrafficServers,
+  stopScenario,
+  traffic,
+} from './scenario.js';
 
-const MiB = 1024 * 1024;
-const KEY_ENV = 'PEERTUNNEL_SWARM_KEY';
 const PORTS = { sink: 7001, echo: 7002 } as const;
 const LOCAL = { sink: 15001, echo: 15002 } as const;
-
-interface TrafficResult {
-  ok: boolean;
-  bytes?: number;
-  ms?: number;
-  error?: string | null;
-  expected?: string;
-  answered?: string;
-}
-
-async function traffic(host: LabHost, args: string[], timeoutMs = 60_000): Promise<TrafficResult> {
-  const r = await host.exec(process.execPath, [labTool('traffic.ts'), ...args], { timeoutMs });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as TrafficResult;
-  } catch {
-    return { ok: false, error: `no result (exit ${r.code}): ${r.stderr.slice(-300)}` };
-  }
-}
 
 describeLab('NAT lab: a relay-only site with one reservation fails over to another relay', () => {
   let lab: Lab;
@@ -51,14 +38,7 @@ describeLab('NAT lab: a relay-only site with one reservation fails over to anoth
   let forwarder: LabNodeProcess;
   const servers: ChildProcess[] = [];
 
-  const bootstrap = () => relays.map((r, i) => `/ip4/${lab.relay(i).ip}/tcp/4001/p2p/${r.peerId}`);
-  const sidecar = () => ({
-    swarmKey: { env: KEY_ENV },
-    listen: ['/ip4/0.0.0.0/tcp/4001'],
-    bootstrap: bootstrap(),
-    publicRanges: [...lab.publicRanges],
-    log: { level: 'info' as const },
-  });
+  const sidecar = () => sidecarConfig(lab, relayBootstrap(lab, relays));
   const activeRelays = async (node: LabNodeProcess) =>
     (await node.status()).nat.relays.filter((r) => r.state === 'active').map((r) => r.relay);
 
@@ -70,29 +50,8 @@ describeLab('NAT lab: a relay-only site with one reservation fails over to anoth
         { name: 'b', nat: 'eim' },
       ],
     });
-    for (const [name, port] of Object.entries(PORTS)) {
-      const child = lab.host('s').spawnNode(labTool('traffic.ts'), ['serve', String(port), name]);
-      servers.push(child);
-      await new LineReader(child, `${name} server`).next(
-        (l) => l.startsWith('listening'),
-        10_000,
-        'listening',
-      );
-    }
-    for (const i of [0, 1]) {
-      relays.push(
-        await startLabNode(
-          lab.relay(i),
-          {
-            role: 'relay',
-            swarmKey: { env: KEY_ENV },
-            listen: ['/ip4/0.0.0.0/tcp/4001'],
-            publicRanges: [...lab.publicRanges],
-          },
-          { env },
-        ),
-      );
-    }
+    await startTrafficServers(lab.host('s'), PORTS, servers);
+    await startRelays(lab, env, relays);
     exposer = await startLabNode(
       lab.host('s'),
       {
@@ -132,20 +91,7 @@ describeLab('NAT lab: a relay-only site with one reservation fails over to anoth
   }, 90_000);
 
   afterAll(async () => {
-    const dir = process.env.LAB_LOG_DIR;
-    if (dir !== undefined) {
-      mkdirSync(dir, { recursive: true });
-      const named = { exposer, forwarder, relay0: relays[0], relay1: relays[1] };
-      for (const [name, n] of Object.entries(named))
-        if (n !== undefined)
-          writeFileSync(join(dir, `${name}.log`), n.logs.map((l) => JSON.stringify(l)).join('\n'));
-    }
-    for (const n of [exposer, forwarder, ...relays]) await n?.stop().catch(() => undefined);
-    for (const c of servers) {
-      c.kill('SIGTERM');
-      await waitForExit(c, 2_000);
-    }
-    await lab?.stop();
+    await stopScenario(lab, { exposer, forwarder, relay0: relays[0], relay1: relays[1] }, servers);
   }, 30_000);
 
   test('relay0 dies: the site re-reserves on relay1 and forwards again within 10 s, bytes intact', async () => {
