@@ -1,7 +1,5 @@
 /** Pure parts of the controllers: the work queue's guarantees, the Ready reason order, conditions. */
 import { describe, expect, it } from '@jest/globals';
-import type { V1Pod } from '@kubernetes/client-node';
-import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
 import { WorkQueue } from '../../operator/controller/queue.js';
 import {
   computeTunnelStatus,
@@ -9,43 +7,9 @@ import {
   setReady,
   type TunnelFacts,
 } from '../../operator/controller/status.js';
+import { network, pod, tunnelFacts, tunnelFixture } from './operator-fixtures.js';
 
-const tunnel: PeerTunnel = {
-  apiVersion: 'peertunnel.io/v1alpha1',
-  kind: 'PeerTunnel',
-  metadata: { name: 'orders', namespace: 'shop', generation: 3 },
-  spec: {
-    networkRef: { name: 'mesh' },
-    selector: { matchLabels: { app: 'orders' } },
-    forward: [{ name: 'db', localPort: 5432 }],
-  },
-};
-const network: PeerNetwork = {
-  apiVersion: 'peertunnel.io/v1alpha1',
-  kind: 'PeerNetwork',
-  metadata: { name: 'mesh', namespace: 'shop' },
-  spec: {
-    swarmKeySecretRef: { name: 'k' },
-    bootstrap: ['/ip4/192.0.2.1/tcp/4001/p2p/12D3KooWGzBkkmGXdkaBLMW4S37Cr8nqHU5DfZBG4AShdXjd1Cxn'],
-  },
-};
-const pod = (name: string, injected: boolean, ready: boolean): V1Pod => ({
-  metadata: {
-    name,
-    namespace: 'shop',
-    labels: { app: 'orders' },
-    annotations: injected ? { 'peertunnel.io/tunnels': 'orders' } : {},
-  },
-  spec: {
-    initContainers: injected ? [{ name: 'peertunnel' }] : [],
-    containers: [{ name: 'app' }],
-  },
-  status: {
-    initContainerStatuses: injected
-      ? [{ name: 'peertunnel', ready, image: '', imageID: '', restartCount: 0 }]
-      : [],
-  },
-});
+const tunnel = tunnelFixture(3);
 const report = (providers: number): SidecarReport => ({
   peerId: 'p',
   ready: true,
@@ -63,16 +27,7 @@ const report = (providers: number): SidecarReport => ({
     },
   ],
 });
-const facts = (over: Partial<TunnelFacts>): TunnelFacts => ({
-  tunnel,
-  network,
-  swarmKey: 'ok',
-  pods: [],
-  containerName: 'peertunnel',
-  reports: new Map(),
-  now: new Date('2026-01-01T00:00:00Z'),
-  ...over,
-});
+const facts = (over: Partial<TunnelFacts>): TunnelFacts => tunnelFacts(tunnel, over);
 const reason = (f: TunnelFacts) => computeTunnelStatus(f).conditions?.find((c) => c.type === 'Ready')?.reason;
 
 describe('PeerTunnel status', () => {

@@ -4,47 +4,15 @@
  * have not failed since their last success, count; the path comes from those alone.
  */
 import { describe, expect, it } from '@jest/globals';
-import type { V1Pod } from '@kubernetes/client-node';
-import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
 import {
   computeTunnelStatus,
   isLiveProvider,
   parseSidecarReport,
   type SidecarReport,
-  type TunnelFacts,
 } from '../../operator/controller/status.js';
+import { pod, tunnelFacts, tunnelFixture } from './operator-fixtures.js';
 
-const tunnel: PeerTunnel = {
-  apiVersion: 'peertunnel.io/v1alpha1',
-  kind: 'PeerTunnel',
-  metadata: { name: 'orders', namespace: 'shop', generation: 1 },
-  spec: {
-    networkRef: { name: 'mesh' },
-    selector: { matchLabels: { app: 'orders' } },
-    forward: [{ name: 'db', localPort: 5432 }],
-  },
-};
-const network: PeerNetwork = {
-  apiVersion: 'peertunnel.io/v1alpha1',
-  kind: 'PeerNetwork',
-  metadata: { name: 'mesh', namespace: 'shop' },
-  spec: {
-    swarmKeySecretRef: { name: 'k' },
-    bootstrap: ['/ip4/192.0.2.1/tcp/4001/p2p/12D3KooWGzBkkmGXdkaBLMW4S37Cr8nqHU5DfZBG4AShdXjd1Cxn'],
-  },
-};
-const pod = (name: string): V1Pod => ({
-  metadata: {
-    name,
-    namespace: 'shop',
-    labels: { app: 'orders' },
-    annotations: { 'peertunnel.io/tunnels': 'orders' },
-  },
-  spec: { initContainers: [{ name: 'peertunnel' }], containers: [{ name: 'app' }] },
-  status: {
-    initContainerStatuses: [{ name: 'peertunnel', ready: true, image: '', imageID: '', restartCount: 0 }],
-  },
-});
+const tunnel = tunnelFixture(1);
 
 type P = SidecarReport['forwards'][number]['providers'][number];
 const provider = (peer: string, over: Partial<P> = {}): P => ({
@@ -62,15 +30,9 @@ const report = (providers: P[]): SidecarReport => ({
   forwards: [{ name: 'db', providers }],
 });
 const statusOf = (reports: Array<[string, SidecarReport]>) =>
-  computeTunnelStatus({
-    tunnel,
-    network,
-    swarmKey: 'ok',
-    pods: reports.map(([name]) => pod(name)),
-    containerName: 'peertunnel',
-    reports: new Map(reports),
-    now: new Date('2026-01-01T00:00:00Z'),
-  } satisfies TunnelFacts);
+  computeTunnelStatus(
+    tunnelFacts(tunnel, { pods: reports.map(([name]) => pod(name)), reports: new Map(reports) }),
+  );
 
 describe('live providers', () => {
   it('counts connected and never-failed providers, not ones backing off or failed since', () => {
