@@ -86,53 +86,12 @@ export async function startNodeProcess(
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const logs: LogLine[] = [];
-  const waiters = new Set<{ predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }>();
-  let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
+  const { logs, exited, waitFor } = followJsonLog<LogLine>(proc, {
+    timeoutMs: 15_000,
+    timeoutError: (_ms, _logs, stderr) =>
+      new Error(`timed out waiting for a log line; stderr: ${stderr.slice(-500)}`),
+    exitError: (code, _logs, stderr) => new Error(`node exited with ${code}: ${stderr.trim().slice(-500)}`),
   });
-  const rl = createInterface({ input: proc.stdout ?? process.stdin });
-  rl.on('line', (text) => {
-    let line: LogLine;
-    try {
-      line = JSON.parse(text) as LogLine;
-    } catch {
-      return;
-    }
-    logs.push(line);
-    for (const w of waiters) {
-      if (w.predicate(line)) {
-        waiters.delete(w);
-        w.resolve(line);
-      }
-    }
-  });
-  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
-
-  const waitFor = (predicate: (l: LogLine) => boolean, timeoutMs = 15_000): Promise<LogLine> => {
-    const seen = logs.find(predicate);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise<LogLine>((res, rej) => {
-      const w = { predicate, resolve: res };
-      const timer = setTimeout(() => {
-        waiters.delete(w);
-        rej(new Error(`timed out waiting for a log line; stderr: ${stderr.slice(-500)}`));
-      }, timeoutMs);
-      w.resolve = (l) => {
-        clearTimeout(timer);
-        res(l);
-      };
-      waiters.add(w);
-      void exited.then((code) => {
-        if (waiters.has(w)) {
-          clearTimeout(timer);
-          waiters.delete(w);
-          rej(new Error(`node exited with ${code}: ${stderr.trim().slice(-500)}`));
-        }
-      });
-    });
-  };
 
   const started = await waitFor((l) => l.event === 'node_started', options.startTimeoutMs ?? 20_000);
   const adminLine = await waitFor((l) => l.event === 'admin_listening');
@@ -168,6 +127,78 @@ export async function startNodeProcess(
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+export interface FollowJsonLogOptions<L> {
+  /** The default wait of waitFor. */
+  timeoutMs: number;
+  /** Called with each JSON line's text, after it is recorded. */
+  onLine?: (text: string) => void;
+  /** The error a wait that timed out rejects with. */
+  timeoutError(timeoutMs: number, logs: L[], stderr: string): Error;
+  /** The error a wait pending when the process exits rejects with. */
+  exitError(code: number | null, logs: L[], stderr: string): Error;
+}
+
+export interface JsonLog<L> {
+  /** Every JSON line on stdout so far (other lines are skipped). */
+  logs: L[];
+  /** The exit code, once the process exits. */
+  exited: Promise<number | null>;
+  /** The first line (seen or to come) that matches; rejects on timeout or exit. */
+  waitFor(predicate: (line: L) => boolean, timeoutMs?: number): Promise<L>;
+}
+
+/** Follows a child's JSON-lines log on stdout (and keeps its stderr for the errors). */
+export function followJsonLog<L>(proc: ChildProcess, o: FollowJsonLogOptions<L>): JsonLog<L> {
+  const logs: L[] = [];
+  const waiters = new Set<{ predicate: (l: L) => boolean; resolve: (l: L) => void }>();
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  createInterface({ input: proc.stdout ?? process.stdin }).on('line', (text) => {
+    let line: L;
+    try {
+      line = JSON.parse(text) as L;
+    } catch {
+      return;
+    }
+    logs.push(line);
+    o.onLine?.(text);
+    for (const w of waiters) {
+      if (w.predicate(line)) {
+        waiters.delete(w);
+        w.resolve(line);
+      }
+    }
+  });
+  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+
+  const waitFor = (predicate: (l: L) => boolean, timeoutMs = o.timeoutMs): Promise<L> => {
+    const seen = logs.find(predicate);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise<L>((res, rej) => {
+      const w = { predicate, resolve: res };
+      const timer = setTimeout(() => {
+        waiters.delete(w);
+        rej(o.timeoutError(timeoutMs, logs, stderr));
+      }, timeoutMs);
+      w.resolve = (l) => {
+        clearTimeout(timer);
+        res(l);
+      };
+      waiters.add(w);
+      void exited.then((code) => {
+        if (waiters.has(w)) {
+          clearTimeout(timer);
+          waiters.delete(w);
+          rej(o.exitError(code, logs, stderr));
+        }
+      });
+    });
+  };
+  return { logs, exited, waitFor };
 }
 
 /** Polls until `check` returns a value that is not undefined, or throws after `timeoutMs`. */

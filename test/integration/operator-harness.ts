@@ -6,14 +6,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
 import { peerNetworkCrd, peerTunnelCrd } from '../../crds/schema.js';
 import { operatorRbac } from '../../operator/rbac.js';
 import type { ControlPlane } from '../env/control-plane.js';
 import { serviceAccountUser } from '../env/control-plane.js';
-import { CLI, parseMetric } from '../helpers/node-process.js';
+import { CLI, followJsonLog, parseMetric } from '../helpers/node-process.js';
 
 export const OPERATOR_NS = 'peertunnel-system';
 export const OPERATOR_SA = 'peertunnel';
@@ -97,61 +96,20 @@ export async function startOperator(cp: ControlPlane, o: OperatorProcessOptions)
     ...(o.extraArgs ?? []),
   ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: LogLine[] = [];
-  let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
+  const { logs, exited, waitFor } = followJsonLog<LogLine>(proc, {
+    timeoutMs: 30_000,
+    onLine: (text) => {
+      if (process.env.PEERTUNNEL_TEST_LOGS === '1') process.stderr.write(`[${o.identity}] ${text}\n`);
+    },
+    timeoutError: (timeoutMs, seen, stderr) =>
+      new Error(
+        `${o.identity}: no such log line in ${timeoutMs} ms; last: ${JSON.stringify(seen.slice(-5))} ${stderr.slice(-500)}`,
+      ),
+    exitError: (code, seen, stderr) =>
+      new Error(
+        `${o.identity} exited with ${code}: ${stderr.slice(-1000)} ${JSON.stringify(seen.slice(-5))}`,
+      ),
   });
-  const waiters = new Set<{ pred: (l: LogLine) => boolean; done: (l: LogLine) => void }>();
-  createInterface({ input: proc.stdout ?? process.stdin }).on('line', (text) => {
-    let line: LogLine;
-    try {
-      line = JSON.parse(text) as LogLine;
-    } catch {
-      return;
-    }
-    logs.push(line);
-    if (process.env.PEERTUNNEL_TEST_LOGS === '1') process.stderr.write(`[${o.identity}] ${text}\n`);
-    for (const w of waiters) {
-      if (w.pred(line)) {
-        waiters.delete(w);
-        w.done(line);
-      }
-    }
-  });
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const waitFor = (pred: (l: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> => {
-    const seen = logs.find(pred);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise<LogLine>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        waiters.delete(w);
-        reject(
-          new Error(
-            `${o.identity}: no such log line in ${timeoutMs} ms; last: ${JSON.stringify(logs.slice(-5))} ${stderr.slice(-500)}`,
-          ),
-        );
-      }, timeoutMs);
-      const w = {
-        pred,
-        done: (l: LogLine) => {
-          clearTimeout(timer);
-          resolve(l);
-        },
-      };
-      waiters.add(w);
-      void exited.then((code) => {
-        if (!waiters.has(w)) return;
-        waiters.delete(w);
-        clearTimeout(timer);
-        reject(
-          new Error(
-            `${o.identity} exited with ${code}: ${stderr.slice(-1000)} ${JSON.stringify(logs.slice(-5))}`,
-          ),
-        );
-      });
-    });
-  };
   const healthLine = await waitFor((l) => l.event === 'health_listening');
   await waitFor((l) => l.event === 'operator_started', 60_000);
   const health = `127.0.0.1:${String(healthLine.port)}`;
