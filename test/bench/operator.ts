@@ -23,14 +23,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
 import { createInterface } from 'node:readline';
-import { peerNetworkCrd, peerTunnelCrd } from '../../crds/schema.js';
-import { operatorRbac } from '../../operator/rbac.js';
 import { type ControlPlane, serviceAccountUser, startControlPlane } from '../env/control-plane.js';
+import { installOperatorPrerequisites, OPERATOR_NS, OPERATOR_SA } from '../env/operator-prerequisites.js';
 import { ensureTools, probeTools } from '../env/tools.js';
 import { CLI, parseMetric, testSwarmKey } from '../helpers/node-process.js';
 
-const OPERATOR_NS = 'peertunnel-system';
-const OPERATOR_SA = 'peertunnel';
 const IMAGE = 'ghcr.io/peertunnel/peertunnel:0.1.0';
 const COLD_NS = 'bench-cold';
 const POD_NS = 'bench-pods';
@@ -397,20 +394,7 @@ export async function operatorBench(o: OperatorBenchOptions): Promise<OperatorBe
   let version = '?';
   try {
     version = (JSON.parse(await must(a, 'GET', '/version')) as { gitVersion?: string }).gitVersion ?? '?';
-    await cp.apply([
-      peerNetworkCrd,
-      peerTunnelCrd,
-      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: OPERATOR_NS } },
-      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: OPERATOR_SA, namespace: OPERATOR_NS } },
-      ...operatorRbac(OPERATOR_NS, OPERATOR_SA),
-    ]);
-    await cp.kubectlOk([
-      'wait',
-      '--for=condition=Established',
-      '--timeout=30s',
-      'crd/peertunnels.peertunnel.io',
-      'crd/peernetworks.peertunnel.io',
-    ]);
+    await installOperatorPrerequisites(cp);
     const key = testSwarmKey();
     for (const ns of [COLD_NS, POD_NS]) {
       await must(a, 'POST', '/api/v1/namespaces', {

@@ -8,14 +8,12 @@ import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
-import { peerNetworkCrd, peerTunnelCrd } from '../../crds/schema.js';
-import { operatorRbac } from '../../operator/rbac.js';
 import type { ControlPlane } from '../env/control-plane.js';
 import { serviceAccountUser } from '../env/control-plane.js';
+import { OPERATOR_NS, OPERATOR_SA } from '../env/operator-prerequisites.js';
 import { CLI, followJsonLog, parseMetric } from '../helpers/node-process.js';
 
-export const OPERATOR_NS = 'peertunnel-system';
-export const OPERATOR_SA = 'peertunnel';
+export { installOperatorPrerequisites, OPERATOR_NS, OPERATOR_SA } from '../env/operator-prerequisites.js';
 export const IMAGE = 'ghcr.io/peertunnel/peertunnel:0.1.0';
 export const operatorUsers = { operator: serviceAccountUser(OPERATOR_NS, OPERATOR_SA) };
 
@@ -29,24 +27,6 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   if (addr === null || typeof addr === 'string') throw new Error('no port');
   return addr.port;
-}
-
-/** CRDs, the operator's namespace, service account and RBAC; waits until the CRDs are served. */
-export async function installOperatorPrerequisites(cp: ControlPlane): Promise<void> {
-  await cp.apply([
-    peerNetworkCrd,
-    peerTunnelCrd,
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: OPERATOR_NS } },
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: OPERATOR_SA, namespace: OPERATOR_NS } },
-    ...operatorRbac(OPERATOR_NS, OPERATOR_SA),
-  ]);
-  await cp.kubectlOk([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=30s',
-    'crd/peertunnels.peertunnel.io',
-    'crd/peernetworks.peertunnel.io',
-  ]);
 }
 
 export interface LogLine {
