@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes parts the integration tests run against (kube-apiserver, kubectl, etcd,
-# helm) from the Go module proxy, and caches them outside the repository, keyed by version:
+# Builds the real Kubernetes parts the integration tests run against (kube-apiserver,
+# kube-controller-manager, kubectl, etcd, helm) from the Go module proxy, and caches them outside
+# the repository, keyed by version:
 #
 #   ${PEERTUNNEL_TOOLS_DIR:-$HOME/.cache/peertunnel/tools}/<name>-<version>/<name>
 #
-# Usage: test/env/build-tools.sh [--check|--probe] [kube-apiserver|kubectl|etcd|helm|ipfs ...]
-# (default: the four Kubernetes tools; `ipfs`, kubo for test/interop/, only when asked for)
+# Usage: test/env/build-tools.sh [--check|--probe] [kube-apiserver|kube-controller-manager|kubectl|etcd|helm|ipfs ...]
+# (default: the five Kubernetes tools; `ipfs`, kubo for test/interop/, only when asked for)
 # On success prints one line per tool to stdout: "<name><TAB><absolute path>". Logs go to stderr.
 # --check builds nothing: exit 0 when every asked-for tool is cached, 1 otherwise.
 # --probe builds nothing: exit 0 when every asked-for tool is cached or could be built, 3 otherwise.
@@ -34,13 +35,13 @@ KUBO_VERSION="${PEERTUNNEL_KUBO_VERSION:-v0.43.1}"
 KUBO_GO_LIBP2P_VERSION="${PEERTUNNEL_KUBO_GO_LIBP2P_VERSION:-v0.50.0}"
 
 TOOLS_DIR="${PEERTUNNEL_TOOLS_DIR:-${HOME:?HOME is not set}/.cache/peertunnel/tools}"
-ALL_TOOLS=(kube-apiserver kubectl etcd helm)
+ALL_TOOLS=(kube-apiserver kube-controller-manager kubectl etcd helm)
 
 log() { printf '[peertunnel tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 version_of() {
   case "$1" in
-    kube-apiserver | kubectl) echo "$K8S_VERSION" ;;
+    kube-apiserver | kube-controller-manager | kubectl) echo "$K8S_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     ipfs) echo "$KUBO_VERSION" ;;
@@ -56,8 +57,8 @@ for arg in "$@"; do
   case "$arg" in
     --check) check_only=1 ;;
     --probe) probe_only=1 ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
-    kube-apiserver | kubectl | etcd | helm | ipfs) tools+=("$arg") ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    kube-apiserver | kube-controller-manager | kubectl | etcd | helm | ipfs) tools+=("$arg") ;;
     *) echo "build-tools.sh: unknown tool '$arg' (expected one of: ${ALL_TOOLS[*]} ipfs)" >&2; exit 2 ;;
   esac
 done
@@ -281,7 +282,7 @@ log "building into $TOOLS_DIR with $("$GO" env GOVERSION): $todo"
 total=$SECONDS
 k8s=()
 for t in $todo; do
-  case "$t" in kube-apiserver | kubectl) k8s+=("$t") ;; esac
+  case "$t" in kube-apiserver | kube-controller-manager | kubectl) k8s+=("$t") ;; esac
 done
 # etcd and helm first: they are quick, so a failure in the long Kubernetes build loses less.
 for t in $todo; do

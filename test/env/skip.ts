@@ -16,7 +16,7 @@ const inCI = (): boolean => process.env.CI === 'true';
 function shout(what: string, reason: string): void {
   const bar = '!'.repeat(78);
   console.warn(
-    `\n${bar}\n!! SKIPPED: ${what}\n!! The real kube-apiserver/etcd/kubectl/helm cannot be built here:\n` +
+    `\n${bar}\n!! SKIPPED: ${what}\n!! The real kube-apiserver/kube-controller-manager/etcd/kubectl/helm cannot be built here:\n` +
       `${reason
         .split('\n')
         .map((l) => `!!   ${l}`)

@@ -1,6 +1,7 @@
 /**
- * The Kubernetes binaries the integration tests run (kube-apiserver, etcd, kubectl, helm), built
- * from the Go module proxy by `build-tools.sh` and cached outside the repository, keyed by version.
+ * The Kubernetes binaries the integration tests run (kube-apiserver, kube-controller-manager, etcd,
+ * kubectl, helm), built from the Go module proxy by `build-tools.sh` and cached outside the
+ * repository, keyed by version.
  * The script is the one place that knows versions and cache layout; this module only runs it.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -11,6 +12,7 @@ import { ToolsBuildError, ToolsUnavailableError } from './errors.js';
 
 export interface ToolPaths {
   readonly kubeApiserver: string;
+  readonly kubeControllerManager: string;
   readonly etcd: string;
   readonly kubectl: string;
   readonly helm: string;
@@ -35,6 +37,7 @@ export const buildScriptPath: string =
 
 const scriptNames: Record<string, keyof ToolPaths> = {
   'kube-apiserver': 'kubeApiserver',
+  'kube-controller-manager': 'kubeControllerManager',
   etcd: 'etcd',
   kubectl: 'kubectl',
   helm: 'helm',
@@ -47,11 +50,11 @@ function parsePaths(stdout: string): ToolPaths {
     const key = name === undefined ? undefined : scriptNames[name];
     if (key !== undefined && path) found[key] = path;
   }
-  const { kubeApiserver, etcd, kubectl, helm } = found;
-  if (!kubeApiserver || !etcd || !kubectl || !helm) {
+  const { kubeApiserver, kubeControllerManager, etcd, kubectl, helm } = found;
+  if (!kubeApiserver || !kubeControllerManager || !etcd || !kubectl || !helm) {
     throw new ToolsBuildError(0, `build-tools.sh did not report every tool:\n${stdout}`);
   }
-  return { kubeApiserver, etcd, kubectl, helm };
+  return { kubeApiserver, kubeControllerManager, etcd, kubectl, helm };
 }
 
 /**
