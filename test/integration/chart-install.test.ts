@@ -11,110 +11,42 @@
  * is installed with webhook.urlOverride, the value meant for service-less clusters. Monitoring
  * objects stay disabled (this API server has no Prometheus Operator CRDs).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import type { ControlPlane } from '../env/control-plane.js';
-import { describeWithControlPlane } from '../env/skip.js';
-import { CLI, testSwarmKey } from '../helpers/node-process.js';
-import { CHART, find, flag, type K8sObject, parseManifests } from './chart-helpers.js';
 import {
-  eventsOf,
-  eventually,
-  freePort,
-  getJson,
-  type LogLine,
-  readyOf,
-  waitForReason,
-} from './operator-harness.js';
+  type ChartOperator,
+  type ChartRelease,
+  helmOk,
+  installChart,
+  RELEASE_NS as NS,
+  RELEASE,
+  startChartOperator,
+} from '../env/chart-release.js';
+import { describeWithControlPlane } from '../env/skip.js';
+import { testSwarmKey } from '../helpers/node-process.js';
+import { find, flag, type K8sObject } from './chart-helpers.js';
+import { eventsOf, eventually, freePort, getJson, readyOf, waitForReason } from './operator-harness.js';
 
-const RELEASE = 'peertunnel';
-const NS = 'peertunnel-system';
 const APP_NS = 'shop';
-
-interface Operator {
-  proc: ChildProcess;
-  logs: LogLine[];
-  stderr: () => string;
-  waitFor(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
-  stop(): Promise<void>;
-}
-
-/** The operator CLI as the chart's Deployment runs it, plus what only a pod would have. */
-function startOperator(args: string[], env: Record<string, string>): Operator {
-  const proc = spawn(process.execPath, [CLI, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH, ...env },
-  });
-  const logs: LogLine[] = [];
-  let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  createInterface({ input: proc.stdout ?? process.stdin }).on('line', (text) => {
-    try {
-      logs.push(JSON.parse(text) as LogLine);
-    } catch {
-      stderr += `${text}\n`;
-    }
-    if (process.env.PEERTUNNEL_TEST_LOGS === '1') process.stderr.write(`[chart-op] ${text}\n`);
-  });
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  return {
-    proc,
-    logs,
-    stderr: () => stderr,
-    waitFor: (pred, timeoutMs = 60_000) =>
-      eventually(
-        'an operator log line',
-        async () => {
-          if (proc.exitCode !== null)
-            throw new Error(`operator exited ${proc.exitCode}: ${stderr.slice(-1500)}`);
-          return logs.find(pred);
-        },
-        timeoutMs,
-      ),
-    stop: async () => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 const sidecars = (pod: V1Pod): V1Container[] =>
   [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].filter(
     (c) => c.name === 'peertunnel',
   );
 
-async function helmOk(cp: ControlPlane, args: string[]): Promise<string> {
-  const r = await cp.helm(args, { timeoutMs: 120_000 });
-  if (r.code !== 0) throw new Error(`helm ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
-
 describeWithControlPlane(
   'Helm chart installed into a real API server, operator under its ServiceAccount',
   (env) => {
-    let op: Operator | undefined;
+    let op: ChartOperator | undefined;
     let port = 0;
+    let rel: ChartRelease;
     let manifest: K8sObject[] = [];
     let serviceAccount = '';
 
     beforeAll(async () => {
-      const { cp } = env;
       port = await freePort();
-      await helmOk(cp, [
-        'install',
-        RELEASE,
-        CHART,
-        '--namespace',
-        NS,
-        '--create-namespace',
-        '--set',
-        `webhook.urlOverride=https://127.0.0.1:${port}/mutate-pods`,
-      ]);
-      manifest = parseManifests(await helmOk(cp, ['get', 'manifest', RELEASE, '--namespace', NS]));
+      rel = await installChart(env.cp, { webhookPort: port });
+      manifest = rel.manifest;
     }, 180_000);
 
     afterAll(async () => {
@@ -150,26 +82,19 @@ describeWithControlPlane(
     it('runs the operator with only the chart ServiceAccount’s token and the Deployment’s flags', async () => {
       const { cp } = env;
       const token = await cp.serviceAccountToken(NS, serviceAccount);
-      const kubeconfig = await cp.kubeconfigFor(token, { name: 'chart-operator', namespace: NS });
       // Not an admin: the token is the ServiceAccount's, bound by the chart's RBAC only.
       const who = await cp.kubectlOk(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'], {
         token,
       });
       expect(who).toBe(`system:serviceaccount:${NS}:${serviceAccount}`);
-      const container = find(manifest, 'Deployment').spec.template.spec.containers[0];
-      const args: string[] = [
-        ...container.args,
-        // What differs from a pod: addresses on this host, a kubeconfig instead of the mounted token,
-        // and shorter timings for a test.
-        `--kubeconfig=${kubeconfig}`,
-        '--health-listen=127.0.0.1:0',
-        `--webhook-listen=127.0.0.1:${port}`,
-        '--lease-duration=6',
-        '--status-interval=1',
-      ];
+      // startChartOperator runs it under such a token (its own TokenRequest), with the Deployment's args.
+      expect(rel.serviceAccount).toBe(serviceAccount);
+      op = await startChartOperator(cp, rel);
+      expect(op.args.slice(0, rel.operatorArgs.length)).toEqual(
+        find(manifest, 'Deployment').spec.template.spec.containers[0].args,
+      );
+      const args = op.args;
       expect(flag(args, 'webhook-url')).toBe(`https://127.0.0.1:${port}/mutate-pods`);
-      op = startOperator(args, { POD_NAMESPACE: NS, POD_NAME: 'peertunnel-operator-test-0' });
-      await op.waitFor((l) => l.event === 'operator_started');
       // Leader: the Lease the chart's Role allows.
       await eventually('the leader Lease', async () => {
         const lease = await getJson<{ spec?: { holderIdentity?: string } }>(cp, [
