@@ -1,8 +1,9 @@
 /**
  * A real Kubernetes control plane for integration tests, like controller-runtime's envtest: etcd and
  * kube-apiserver on 127.0.0.1 (free ports, temp dirs), RBAC authorisation, static bearer tokens.
- * There is no kubelet, scheduler or controller-manager: pods stay Pending, namespaces stay
- * Terminating, owner references are not garbage-collected, service accounts are not auto-created.
+ * There is no kubelet or scheduler: pods stay Pending. Without `controllerManager: true` there is no
+ * controller-manager either: Deployments make no pods, namespaces stay Terminating, owner references
+ * are not garbage-collected, service accounts are not auto-created.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -13,7 +14,13 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CommandFailedError, ControlPlaneOptionsError, ControlPlaneStartError } from './errors.js';
+import { controllerManagerArgs, lastCertificate } from './controller-manager.js';
+import {
+  CommandFailedError,
+  type ControlPlaneComponent,
+  ControlPlaneOptionsError,
+  ControlPlaneStartError,
+} from './errors.js';
 import { ensureTools, type ToolPaths } from './tools.js';
 
 /** An identity the API server knows by a static bearer token (`--token-auth-file`). */
@@ -49,7 +56,16 @@ export interface ControlPlaneOptions {
    * with TLS server name `<svc>.<ns>.svc`) by a server listening on that ClusterIP.
    */
   apiServerArgs?: Readonly<Record<string, string | null>>;
-  /** Give up on etcd or kube-apiserver becoming ready after this long. Default 90 s. */
+  /**
+   * Also run the real kube-controller-manager (admin credentials, 127.0.0.1 only, no leader
+   * election), limited to the controllers of `controller-manager.ts`: Deployments, ReplicaSets,
+   * garbage collection, namespace deletion, `default` ServiceAccounts, service account token
+   * Secrets and `kube-root-ca.crt`. Pods still stay Pending (no scheduler, no kubelet). Default false.
+   */
+  controllerManager?: boolean;
+  /** kube-controller-manager flags to add or override, as `apiServerArgs`; only with `controllerManager`. */
+  controllerManagerArgs?: Readonly<Record<string, string | null>>;
+  /** Give up on etcd, kube-apiserver or kube-controller-manager becoming ready after this long. Default 90 s. */
   startTimeoutMs?: number;
   /** Keep the temp dir (logs, kubeconfig, etcd data) after stop(). Default: env PEERTUNNEL_KEEP_ENV=1. */
   keepDir?: boolean;
@@ -93,8 +109,13 @@ export interface ControlPlane {
   readonly helmPath: string;
   /** The static users of `ControlPlaneOptions.users`, by the same keys, with their tokens. */
   readonly users: Readonly<Record<string, StaticUser>>;
-  /** The temp dir holding logs (`etcd.log`, `kube-apiserver.log`), certs and kubeconfigs. */
+  /**
+   * The temp dir holding logs (`etcd.log`, `kube-apiserver.log`, `kube-controller-manager.log`),
+   * certs and kubeconfigs.
+   */
   readonly dir: string;
+  /** Whether kube-controller-manager runs (`ControlPlaneOptions.controllerManager`). */
+  readonly controllerManager: boolean;
   /** Runs kubectl against this control plane; never throws on a non-zero exit. */
   kubectl(args: readonly string[], opts?: CommandOptions): Promise<CommandResult>;
   /** Runs kubectl and returns stdout; throws CommandFailedError on a non-zero exit. */
@@ -115,7 +136,7 @@ export interface ControlPlane {
   kubeconfigFor(token: string, opts?: { name?: string; namespace?: string }): Promise<string>;
   /** A real, signed service account token (TokenRequest API); the ServiceAccount must exist. */
   serviceAccountToken(namespace: string, name: string, opts?: { durationSeconds?: number }): Promise<string>;
-  /** Kills etcd and kube-apiserver and removes the temp dir. Idempotent. */
+  /** Kills kube-controller-manager, kube-apiserver and etcd and removes the temp dir. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -258,7 +279,7 @@ async function freePort(): Promise<number> {
  * "not yet" (connection refused while the port opens).
  */
 async function waitReady(
-  component: 'etcd' | 'kube-apiserver',
+  component: ControlPlaneComponent,
   d: Daemon,
   probe: () => Promise<boolean>,
   timeoutMs: number,
@@ -405,7 +426,10 @@ function argList(args: Record<string, string | null>): string[] {
   return Object.entries(args).flatMap(([k, v]) => (v === null ? [] : [`--${k}=${v}`]));
 }
 
-/** Starts etcd and kube-apiserver and waits until /readyz says yes. Call `stop()` when done. */
+/**
+ * Starts etcd and kube-apiserver (and kube-controller-manager if asked) and waits until each says
+ * it is healthy. Call `stop()` when done.
+ */
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const tools = opts.tools ?? (await ensureTools());
   const timeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
@@ -557,6 +581,37 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const kubeconfigPath = join(dir, 'kubeconfig');
     await writeFile(kubeconfigPath, kubeconfig(url, caPem, adminToken, 'admin', 'default'), { mode: 0o600 });
 
+    if (opts.controllerManager === true) {
+      const rootCaPath = join(dir, 'ca.crt');
+      await writeFile(rootCaPath, lastCertificate(caPem));
+      const paths = { dir, kubeconfigPath, serviceAccountKeyPath: join(dir, 'sa.key'), rootCaPath };
+      for (let attempt = 1; ; attempt++) {
+        const port = await freePort();
+        const args = { ...controllerManagerArgs(paths, port), ...opts.controllerManagerArgs };
+        const logPath = join(dir, 'kube-controller-manager.log');
+        const d = startDaemon(tools.kubeControllerManager, argList(args), logPath);
+        daemons.push(d);
+        try {
+          // Its serving cert is self-signed (unverified: only readiness is asked); /healthz goes
+          // through delegated authentication, hence the admin token.
+          await waitReady(
+            'kube-controller-manager',
+            d,
+            async () =>
+              (await httpsCall(`https://127.0.0.1:${port}/healthz`, undefined, { token: adminToken }))
+                .status === 200,
+            timeoutMs,
+          );
+          break;
+        } catch (err) {
+          await stopDaemon(d);
+          daemons.pop();
+          const inUse = (await logTail(d.logPath)).includes('address already in use');
+          if (!inUse || attempt >= 3) throw err;
+        }
+      }
+    }
+
     const baseEnv: NodeJS.ProcessEnv = { ...process.env };
     // Nothing of the developer's own cluster may leak in.
     delete baseEnv.KUBECONFIG;
@@ -594,6 +649,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       helmPath: tools.helm,
       users,
       dir,
+      controllerManager: opts.controllerManager === true,
       kubectl,
       async kubectlOk(args, o) {
         const r = await kubectl(args, o);

@@ -19,10 +19,13 @@ export class ToolsBuildError extends Error {
   }
 }
 
-/** etcd or kube-apiserver did not come up; `log` is the tail of its output. */
+/** The daemons of a test control plane. */
+export type ControlPlaneComponent = 'etcd' | 'kube-apiserver' | 'kube-controller-manager';
+
+/** A control plane daemon did not come up; `log` is the tail of its output. */
 export class ControlPlaneStartError extends Error {
   constructor(
-    readonly component: 'etcd' | 'kube-apiserver',
+    readonly component: ControlPlaneComponent,
     readonly detail: string,
     readonly log: string,
   ) {
