@@ -1,10 +1,13 @@
 /**
- * The bench's measures, each against one local port (raw server, socat relay or tunnel forward),
- * so the three columns run exactly the same client code. Every loop is bounded in count and time.
+ * The bench's measures, each against one local port (raw server, socat relay, kubo forward or
+ * tunnel forward), so every column runs exactly the same client code. Every loop is bounded in
+ * count and time. No measure relies on half-close (send, FIN, read the answer): kubo's `ipfs p2p`
+ * does not carry it (see ./framed.ts).
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { connectTo, readAll, upload } from '../helpers/traffic.js';
+import { connectTo, expectedHash } from '../helpers/traffic.js';
+import { framedUpload } from './framed.js';
 
 const MiB = 1024 * 1024;
 
@@ -21,7 +24,10 @@ export class HashMismatchError extends Error {
   override readonly name = 'HashMismatchError';
 }
 
-/** Uploads `streams` × `bytesEach` to a hashing sink at once; MiB/s over all of them, hashes checked. */
+/**
+ * Uploads `streams` × `bytesEach` to a framed hashing sink (./framed.ts) at once; MiB/s over all of
+ * them, from the first connect to the last sink's answer. Hashes are checked after the clock stops.
+ */
 export async function throughput(
   port: number,
   streams: number,
@@ -33,7 +39,7 @@ export async function throughput(
   const results = await deadline(
     Promise.all(
       Array.from({ length: streams }, (_, i) =>
-        upload(port, bytesEach).catch((err: unknown) => {
+        framedUpload(port, bytesEach).catch((err: unknown) => {
           throw new Error(`${what}, stream ${i + 1} of ${streams}: ${String(err)}`, { cause: err });
         }),
       ),
@@ -43,9 +49,10 @@ export async function throughput(
   );
   const seconds = (performance.now() - started) / 1000;
   for (const r of results) {
-    if (r.bytes !== bytesEach || r.answered !== r.expected)
+    const expected = expectedHash(r.seed, bytesEach);
+    if (r.bytes !== bytesEach || r.answered !== expected)
       throw new HashMismatchError(
-        `${what}: the sink got ${r.bytes} of ${bytesEach} bytes with sha256 ${r.answered}, expected ${r.expected}`,
+        `${what}: the sink got ${r.bytes} of ${bytesEach} bytes with sha256 ${r.answered}, expected ${expected}`,
       );
   }
   return (streams * bytesEach) / MiB / seconds;
@@ -129,14 +136,17 @@ export async function latency(
   return { p50Us: percentile(samples, 50), p99Us: percentile(samples, 99), rounds: samples.length };
 }
 
-/** One short connection: connect, send `size` bytes and FIN, read the echo to the server's FIN. */
+/** One short connection: connect, send the payload, read its echo, close. */
 async function oneShot(port: number, payload: Buffer): Promise<void> {
   const s = await connectTo(port);
-  const back = readAll(s);
-  s.end(payload);
-  const got = await back;
-  s.destroy();
-  if (!got.equals(payload)) throw new Error(`short connection: echo of ${got.length} bytes differs`);
+  try {
+    const back = readExactly(s, payload.length);
+    s.write(payload);
+    const got = await back;
+    if (!got.equals(payload)) throw new Error(`short connection: echo of ${got.length} bytes differs`);
+  } finally {
+    s.destroy();
+  }
 }
 
 export interface ConnRateResult {

@@ -1,12 +1,13 @@
 /**
  * `npm run bench`: PeerTunnel (client → forwarder process → exposer process → server, a relay
- * process as bootstrap) beside raw TCP (client → server) and a two-hop socat relay (client →
- * socat → socat → server), all on 127.0.0.1, measured in one run, printed as one table of
- * absolute figures and ratios, and written as JSON.
+ * process as bootstrap) beside raw TCP (client → server), a two-hop socat relay (client →
+ * socat → socat → server) and kubo's `ipfs p2p forward` (client → kubo → kubo → server, the
+ * peer's own libp2p stack in the same private network; ./kubo-pair.ts), all on 127.0.0.1,
+ * measured in one run, printed as one table of absolute figures and ratios, and written as JSON.
  *
  * Clients and servers live in this process, so every column pays the same client and hashing
- * cost. Columns are measured one after another per measure (raw, socat, tunnel), so load from
- * other work on a shared machine drifts over all three alike rather than over one.
+ * cost. Columns are measured one after another per measure (raw, socat, kubo, tunnel), so load
+ * from other work on a shared machine drifts over all of them alike rather than over one.
  *
  * Environment:
  * - BENCH_QUICK=1: small sizes (the smoke test's mode).
@@ -18,12 +19,20 @@
  *   ./some-patch.js` to measure a proposed fix before it lands.
  * - BENCH_PROFILE=DIR: run the forwarder and exposer with --cpu-prof into DIR (written at exit);
  *   summarize with `node dist/test/bench/profile-summary.js DIR/*.cpuprofile`.
+ * - BENCH_KUBO=0: leave the kubo column out. Without a cached kubo (`test/env/build-tools.sh ipfs`)
+ *   it is left out anyway, with that reason in the table, except under CI=true, where that fails.
+ * - BENCH_KUBO_SECURITY=noise: kubo with TLS switched off, so both pairs run noise (the default
+ *   is kubo's own choice between two kubos, TLS).
+ * - BENCH_KUBO_RCMGR=1: keep kubo's resource manager (off by default; see ./kubo-pair.ts).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { type NodeProcess, REPO_ROOT, startNodeProcess, testSwarmKey } from '../helpers/node-process.js';
-import { echoServer, rssOf, sinkServer } from '../helpers/traffic.js';
+import { echoServer, rssOf } from '../helpers/traffic.js';
+import { cachedKubo } from '../interop/kubo-daemon.js';
+import { framedSinkServer } from './framed.js';
+import { type KuboPair, startKuboPair } from './kubo-pair.js';
 import { labBench } from './lab.js';
 import {
   connectionRate,
@@ -35,7 +44,7 @@ import {
 } from './measures.js';
 import { operatorBench } from './operator.js';
 import { startSocatRelay, treePss } from './procs.js';
-import { buildRows, type Column, checkTargets, formatTable, type Measured } from './table.js';
+import { buildRows, COLUMNS, type Column, checkTargets, formatTable, type Measured } from './table.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -92,6 +101,7 @@ const ONLY = new Set<Group>((process.env.BENCH_ONLY ?? '').split(',').filter(isG
 const runs = (g: Group) => ONLY.size === 0 || ONLY.has(g);
 const OUT = process.env.BENCH_OUT ?? join(REPO_ROOT, 'dist', 'bench-results.json');
 const PROFILE_DIR = process.env.BENCH_PROFILE;
+const KUBO_SECURITY = process.env.BENCH_KUBO_SECURITY === 'noise' ? 'noise' : 'default';
 const KEY_ENV = 'PEERTUNNEL_BENCH_KEY';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -166,10 +176,24 @@ async function nodeDiagnosis(name: string, node: NodeProcess, stderr: () => stri
   ].join('\n');
 }
 
+/** CPU used during one measure, in cores: the column's two forwarding processes and this one. */
 interface CpuShare {
   forwarder: number;
   exposer: number;
   bench: number;
+}
+
+/** What the bench knows about kubo this run, for the table, the notes and the JSON. */
+type KuboInfo =
+  | { available: true; version: string; negotiated: string; settings: string[] }
+  | { available: false; reason: string };
+
+/** The last lines of a kubo daemon's output and whether it still runs, for a failure message. */
+function kuboDiagnosis(name: string, pair: KuboPair, which: 'forwarder' | 'exposer'): string {
+  const p = pair[which].proc;
+  const state = p.exitCode !== null ? `exited with ${p.exitCode}` : (p.signalCode ?? 'running');
+  const tail = pair[which].output().trim().split('\n').slice(-10).join('\n    ');
+  return `${name} (pid ${p.pid}): ${state}${tail === '' ? '' : `\n  output: ${tail}`}`;
 }
 
 async function main(): Promise<number> {
@@ -184,7 +208,8 @@ async function main(): Promise<number> {
     row[column] = value;
     measured[id] = row;
   };
-  const cpu: Record<string, CpuShare> = {};
+  const cpu: Partial<Record<Column, Record<string, CpuShare>>> = {};
+  let kubo: KuboInfo = { available: false, reason: 'left out (BENCH_KUBO=0)' };
   const notes: string[] = [];
   const failures: Array<{ row: string; column: Column; error: string }> = [];
   const cleanup: Array<() => Promise<unknown>> = [];
@@ -193,7 +218,7 @@ async function main(): Promise<number> {
 
   try {
     // Raw TCP cold: the very first connection to servers that just started listening.
-    const servers = { sink: await sinkServer(), echo: await echoServer() };
+    const servers = { sink: await framedSinkServer(), echo: await echoServer() };
     cleanup.push(
       () => servers.sink.close(),
       () => servers.echo.close(),
@@ -207,6 +232,51 @@ async function main(): Promise<number> {
     if (runs('ttfb')) put('ttfb_cold', 'socat', await timeToFirstByte(socatEcho.port));
     const socatSink = await startSocatRelay(servers.sink.port, [await freePort(), await freePort()]);
     cleanup.push(() => socatSink.stop());
+
+    // kubo cold: the first connection right after the forward is in place. The forwarder daemon
+    // knows the exposer's address (the forward's target names it) but has not dialed it yet, so
+    // that connection pays the dial, PSK, security and muxer handshakes, like a tunnel's first.
+    let kuboPair: KuboPair | undefined;
+    if (process.env.BENCH_KUBO !== '0') {
+      const bin = cachedKubo();
+      if (bin === undefined) {
+        kubo = { available: false, reason: 'kubo not built (test/env/build-tools.sh ipfs)' };
+        if (process.env.CI === 'true')
+          failures.push({ row: 'kubo', column: 'kubo', error: `${kubo.reason}; CI must build it` });
+      } else {
+        try {
+          kuboPair = await startKuboPair({
+            bin,
+            swarmKey: testSwarmKey(),
+            targets: { sink: servers.sink.port, echo: servers.echo.port },
+            freePort,
+            security: KUBO_SECURITY,
+            resourceManager: process.env.BENCH_KUBO_RCMGR === '1',
+          });
+          const pair = kuboPair;
+          cleanup.push(() => pair.stop());
+          diagnoses.push(async () => kuboDiagnosis('kubo forwarder', pair, 'forwarder'));
+          diagnoses.push(async () => kuboDiagnosis('kubo exposer', pair, 'exposer'));
+          kubo = {
+            available: true,
+            version: pair.version,
+            negotiated: 'not read',
+            settings: pair.settings,
+          };
+          put('start_ready', 'kubo', pair.startMs);
+          if (runs('ttfb')) {
+            put('ttfb_cold', 'kubo', await timeToFirstByte(pair.ports.echo ?? -1));
+            notes.push('kubo cold TTFB: the forward knew the exposer daemon’s address, not yet connected');
+          }
+          // Read after the first connection: the metrics name what it negotiated.
+          kubo.negotiated = await pair.negotiated();
+        } catch (err) {
+          const msg = err instanceof Error ? err.message : String(err);
+          kubo = { available: false, reason: `kubo did not start: ${msg.split('\n')[0]}` };
+          failures.push({ row: 'kubo', column: 'kubo', error: msg });
+        }
+      }
+    }
 
     const env: NodeJS.ProcessEnv = { [KEY_ENV]: testSwarmKey() };
     const nodeOptions = [
@@ -306,33 +376,47 @@ async function main(): Promise<number> {
     const ports = (kind: 'sink' | 'echo'): Record<Column, number> => ({
       raw: servers[kind].port,
       socat: (kind === 'sink' ? socatSink : socatEcho).port,
+      kubo: kuboPair?.ports[kind] ?? -1,
       tunnel: tunnel[kind],
     });
-    const columns: Column[] = ['raw', 'socat', 'tunnel'];
+    const columns = COLUMNS.filter((c) => c !== 'kubo' || kuboPair !== undefined);
     const pid = (p: NodeProcess) => p.proc.pid ?? -1;
+    /** The forwarding processes of a column that has its own (the tunnel's nodes, kubo's daemons). */
+    const procsOf = (c: Column): { forwarder: number; exposer: number } | undefined =>
+      c === 'tunnel'
+        ? { forwarder: pid(forwarder), exposer: pid(exposer) }
+        : c === 'kubo' && kuboPair !== undefined
+          ? { forwarder: kuboPair.forwarder.proc.pid ?? -1, exposer: kuboPair.exposer.proc.pid ?? -1 }
+          : undefined;
 
-    /** Runs `fn` and records how much CPU each process used while it ran (in cores). */
-    const withCpu = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
+    /** Runs `fn` for column `c` and records how much CPU each of its processes used (in cores). */
+    const withCpu = async <T>(c: Column, label: string, fn: () => Promise<T>): Promise<T> => {
+      const procs = procsOf(c);
+      if (procs === undefined) return fn();
       const t0 = performance.now();
-      const f0 = await cpuSeconds(pid(forwarder));
-      const e0 = await cpuSeconds(pid(exposer));
+      const f0 = await cpuSeconds(procs.forwarder);
+      const e0 = await cpuSeconds(procs.exposer);
       const b0 = process.cpuUsage();
       const out = await fn();
       const secs = (performance.now() - t0) / 1000;
       const b = process.cpuUsage(b0);
-      cpu[label] = {
-        forwarder: ((await cpuSeconds(pid(forwarder))) - f0) / secs,
-        exposer: ((await cpuSeconds(pid(exposer))) - e0) / secs,
+      const byLabel = cpu[c] ?? {};
+      byLabel[label] = {
+        forwarder: ((await cpuSeconds(procs.forwarder)) - f0) / secs,
+        exposer: ((await cpuSeconds(procs.exposer)) - e0) / secs,
         bench: (b.user + b.system) / 1e6 / secs,
       };
+      cpu[c] = byLabel;
       return out;
     };
-    const cpuIfTunnel = <T>(c: Column, label: string, fn: () => Promise<T>): Promise<T> =>
-      c === 'tunnel' ? withCpu(label, fn) : fn();
 
     await sleep(SIZES.settleMs);
-    put('mem_idle_forwarder', 'tunnel', (await rssOf(pid(forwarder))) / MB);
-    put('mem_idle_exposer', 'tunnel', (await rssOf(pid(exposer))) / MB);
+    for (const c of ['tunnel', 'kubo'] as const) {
+      const procs = procsOf(c);
+      if (procs === undefined) continue;
+      put('mem_idle_forwarder', c, (await rssOf(procs.forwarder)) / MB);
+      put('mem_idle_exposer', c, (await rssOf(procs.exposer)) / MB);
+    }
     put('mem_idle_forwarder', 'socat', (await treePss(socatEcho.hops[0].pid ?? -1)) / MB);
     put('mem_idle_exposer', 'socat', (await treePss(socatEcho.hops[1].pid ?? -1)) / MB);
 
@@ -360,17 +444,19 @@ async function main(): Promise<number> {
           put('latency_p99', c, r.p99Us);
           p50[c] = r.p50Us;
         });
-      if (p50.raw !== undefined) {
-        if (p50.socat !== undefined) put('latency_added_p50', 'socat', p50.socat - p50.raw);
-        if (p50.tunnel !== undefined) put('latency_added_p50', 'tunnel', p50.tunnel - p50.raw);
-      }
+      const rawP50 = p50.raw;
+      if (rawP50 !== undefined)
+        for (const c of columns) {
+          const v = p50[c];
+          if (c !== 'raw' && v !== undefined) put('latency_added_p50', c, v - rawP50);
+        }
     }
 
     if (runs('connrate')) {
       log(`new connections: ${SIZES.conns}, ${SIZES.connConcurrency} at a time`);
       for (const c of columns)
         await attempt(['conn_rate'], c, async () => {
-          const r = await cpuIfTunnel(c, 'conn_rate', () =>
+          const r = await withCpu(c, 'conn_rate', () =>
             connectionRate(ports('echo')[c], SIZES.conns, SIZES.connConcurrency, LIMIT_MS.connRate),
           );
           if (r.completed < SIZES.conns)
@@ -390,15 +476,21 @@ async function main(): Promise<number> {
         put('mem_held_exposer', 'socat', (await treePss(socatEcho.hops[1].pid ?? -1)) / MB);
         await held.close();
       });
-      await attempt(['mem_held_forwarder', 'mem_held_exposer'], 'tunnel', async () => {
-        const held = await holdConnections(ports('echo').tunnel, SIZES.held, 32, LIMIT_MS.held);
-        await sleep(SIZES.settleMs);
-        put('mem_held_forwarder', 'tunnel', (await rssOf(pid(forwarder))) / MB);
-        put('mem_held_exposer', 'tunnel', (await rssOf(pid(exposer))) / MB);
-        const active = await forwarder.metric('peertunnel_streams_active', { service: 'echo' });
-        notes.push(`forwarder reported ${active} active echo streams while ${SIZES.held} were held`);
-        await held.close();
-      });
+      for (const c of ['kubo', 'tunnel'] as const) {
+        const procs = procsOf(c);
+        if (procs === undefined) continue;
+        await attempt(['mem_held_forwarder', 'mem_held_exposer'], c, async () => {
+          const held = await holdConnections(ports('echo')[c], SIZES.held, 32, LIMIT_MS.held);
+          await sleep(SIZES.settleMs);
+          put('mem_held_forwarder', c, (await rssOf(procs.forwarder)) / MB);
+          put('mem_held_exposer', c, (await rssOf(procs.exposer)) / MB);
+          if (c === 'tunnel') {
+            const active = await forwarder.metric('peertunnel_streams_active', { service: 'echo' });
+            notes.push(`forwarder reported ${active} active echo streams while ${SIZES.held} were held`);
+          }
+          await held.close();
+        });
+      }
     }
 
     if (runs('throughput1')) {
@@ -409,7 +501,7 @@ async function main(): Promise<number> {
           put(
             'throughput_1',
             c,
-            await cpuIfTunnel(c, 'throughput_1', () =>
+            await withCpu(c, 'throughput_1', () =>
               throughput(ports('sink')[c], 1, SIZES.oneStream, LIMIT_MS.throughput, what),
             ),
           );
@@ -425,7 +517,7 @@ async function main(): Promise<number> {
           put(
             'throughput_16',
             c,
-            await cpuIfTunnel(c, 'throughput_16', () =>
+            await withCpu(c, 'throughput_16', () =>
               throughput(ports('sink')[c], n, SIZES.manyEach, LIMIT_MS.throughput, what),
             ),
           );
@@ -457,7 +549,7 @@ async function main(): Promise<number> {
       `WARNING: load was high (1-min load above ${(0.75 * cores).toFixed(1)} on ${cores} cores): other work shared the CPUs, absolute figures are low and noisy`,
     );
   out.push('');
-  out.push(formatTable(rows, SIZES.held));
+  out.push(formatTable(rows, SIZES.held, kubo.available ? undefined : kubo.reason));
   out.push('');
   out.push(
     `sizes: 1 stream ${SIZES.oneStream / MiB} MiB; ${SIZES.manyStreams} × ${SIZES.manyEach / MiB} MiB; ` +
@@ -469,12 +561,19 @@ async function main(): Promise<number> {
       'tunnel = first connect right after the new forwarder reports ready (from connect to the first echoed byte)',
   );
   out.push(
-    'memory: tunnel = RSS of the node process; socat = PSS summed over the hop’s process and its forked children',
+    'memory: tunnel = RSS of the node process; kubo = RSS of the daemon; socat = PSS summed over the hop’s process and its forked children',
   );
-  for (const [label, c] of Object.entries(cpu))
+  if (kubo.available)
     out.push(
-      `CPU during tunnel ${label} (cores): forwarder ${c.forwarder.toFixed(2)}, exposer ${c.exposer.toFixed(2)}, bench client+server ${c.bench.toFixed(2)}`,
+      `kubo p2p: kubo ${kubo.version}, two daemons in one private network (same swarm key), ` +
+        `connected directly; negotiated ${kubo.negotiated}; settings: ${kubo.settings.join(', ')}; ` +
+        'kubo ends both directions at the first EOF, so no measure relies on half-close (test/bench/framed.ts)',
     );
+  for (const [column, byLabel] of Object.entries(cpu))
+    for (const [label, c] of Object.entries(byLabel))
+      out.push(
+        `CPU during ${column} ${label} (cores): forwarder ${c.forwarder.toFixed(2)}, exposer ${c.exposer.toFixed(2)}, bench client+server ${c.bench.toFixed(2)}`,
+      );
   for (const n of notes) out.push(`note: ${n}`);
   for (const f of failures) out.push(`FAILED: ${f.row} (${f.column}): ${f.error}`);
   out.push('');
@@ -504,6 +603,7 @@ async function main(): Promise<number> {
         rows,
         targets,
         cpu,
+        kubo,
         notes,
         failures,
         operator,

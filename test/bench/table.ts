@@ -1,6 +1,10 @@
-/** The bench's result table: rows are measures, columns raw TCP / socat relay / tunnel and ratios. */
+/**
+ * The bench's result table: rows are measures, columns raw TCP / socat relay / kubo `ipfs p2p` /
+ * tunnel, and the tunnel's ratios against each baseline.
+ */
 
-export type Column = 'raw' | 'socat' | 'tunnel';
+export type Column = 'raw' | 'socat' | 'kubo' | 'tunnel';
+export const COLUMNS: readonly Column[] = ['raw', 'socat', 'kubo', 'tunnel'];
 
 export interface RowSpec {
   id: string;
@@ -79,10 +83,12 @@ export interface ResultRow {
   better: 'higher' | 'lower';
   raw: number | null;
   socat: number | null;
+  kubo: number | null;
   tunnel: number | null;
-  /** tunnel ÷ socat and tunnel ÷ raw, where both exist. */
+  /** tunnel ÷ socat, tunnel ÷ raw and tunnel ÷ kubo, where both exist. */
   tunnelOverSocat: number | null;
   tunnelOverRaw: number | null;
+  tunnelOverKubo: number | null;
   /** Columns whose measure failed (printed as FAIL). */
   failed: Column[];
 }
@@ -98,6 +104,7 @@ export function buildRows(
     const get = (c: Column) => (spec.without?.includes(c) === true ? null : (m[c] ?? null));
     const raw = get('raw');
     const socat = get('socat');
+    const kubo = get('kubo');
     const tunnel = get('tunnel');
     const ratio = (a: number | null, b: number | null) =>
       a === null || b === null || b === 0 ? null : a / b;
@@ -108,20 +115,36 @@ export function buildRows(
       better: spec.better,
       raw,
       socat,
+      kubo,
       tunnel,
       tunnelOverSocat: ratio(tunnel, socat),
       tunnelOverRaw: ratio(tunnel, raw),
+      tunnelOverKubo: ratio(tunnel, kubo),
       failed: failures.filter((f) => f.row === spec.id).map((f) => f.column),
     };
   });
 }
 
-export function formatTable(rows: ResultRow[], heldConnections: number): string {
+/**
+ * The printed table. `kuboAbsent`: why there is no kubo column this run (e.g. "kubo not built
+ * (test/env/build-tools.sh ipfs)"); its cells then say "n/a" and the reason is printed under the table.
+ */
+export function formatTable(rows: ResultRow[], heldConnections: number, kuboAbsent?: string): string {
   const digitsOf = new Map(ROWS.map((r) => [r.id, r.digits]));
   const num = (v: number | null, digits: number, failed: boolean) =>
     failed ? 'FAIL' : v === null ? '—' : v.toFixed(digits);
   const ratio = (v: number | null) => (v === null ? '—' : `${v.toFixed(2)}×`);
-  const header = ['measure', 'unit', 'raw TCP', 'socat 2-hop', 'PeerTunnel', 'tunnel/socat', 'tunnel/raw'];
+  const header = [
+    'measure',
+    'unit',
+    'raw TCP',
+    'socat 2-hop',
+    'kubo p2p',
+    'PeerTunnel',
+    'tunnel/socat',
+    'tunnel/raw',
+    'tunnel/kubo',
+  ];
   const body = rows.map((r) => {
     const d = digitsOf.get(r.id) ?? 1;
     return [
@@ -129,16 +152,19 @@ export function formatTable(rows: ResultRow[], heldConnections: number): string 
       r.unit,
       num(r.raw, d, r.failed.includes('raw')),
       num(r.socat, d, r.failed.includes('socat')),
+      kuboAbsent === undefined ? num(r.kubo, d, r.failed.includes('kubo')) : 'n/a',
       num(r.tunnel, d, r.failed.includes('tunnel')),
       ratio(r.tunnelOverSocat),
       ratio(r.tunnelOverRaw),
+      kuboAbsent === undefined ? ratio(r.tunnelOverKubo) : 'n/a',
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
   const line = (cells: string[]) =>
     cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
   const rule = widths.map((w) => '─'.repeat(w)).join('  ');
-  return [line(header), rule, ...body.map(line)].join('\n');
+  const absent = kuboAbsent === undefined ? [] : [`kubo p2p: ${kuboAbsent}`];
+  return [line(header), rule, ...body.map(line), ...absent].join('\n');
 }
 
 export interface TargetCheck {

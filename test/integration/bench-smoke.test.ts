@@ -2,6 +2,9 @@
  * Keeps `npm run bench` from rotting: runs the built bench in quick mode (small sizes, the same
  * code paths) and checks that the table has every row with numbers in every column that has one.
  * The figures themselves are not asserted: on a shared machine they are noise, not results.
+ *
+ * The kubo column has numbers wherever kubo is cached (always under CI=true: .ci/run builds it);
+ * elsewhere the table must say why it has none.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -9,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect, it } from '@jest/globals';
-import { type ResultRow, ROWS } from '../bench/table.js';
+import { COLUMNS, type ResultRow, ROWS } from '../bench/table.js';
 import { REPO_ROOT } from '../helpers/node-process.js';
 
 const run = promisify(execFile);
@@ -27,12 +30,23 @@ it('runs the bench in quick mode and fills every row', async () => {
       quick: boolean;
       sizes: { held: number };
       rows: ResultRow[];
+      kubo: { available: boolean; reason?: string; negotiated?: string };
     };
     expect(result.quick).toBe(true);
     expect(result.rows.map((r) => r.id)).toEqual(ROWS.map((r) => r.id));
+    if (process.env.CI === 'true') expect(result.kubo).toMatchObject({ available: true });
+    if (result.kubo.available) {
+      // kubo's own metrics named what the pair negotiated.
+      expect(result.kubo.negotiated).toMatch(/^\/(tls\/1\.0\.0|noise) \+ \/yamux\/1\.0\.0/);
+      expect(stdout).toContain('tunnel/kubo');
+    } else {
+      expect(stdout).toContain(`kubo p2p: ${result.kubo.reason}`);
+      expect(result.rows.every((r) => r.kubo === null)).toBe(true);
+    }
+    const columns = COLUMNS.filter((c) => c !== 'kubo' || result.kubo.available);
     for (const spec of ROWS) {
       const row = result.rows.find((r) => r.id === spec.id);
-      for (const column of ['raw', 'socat', 'tunnel'] as const) {
+      for (const column of columns) {
         const value = row?.[column];
         if (spec.without?.includes(column) === true) expect(value).toBeNull();
         else {
