@@ -268,8 +268,6 @@ async function main(): Promise<number> {
             put('ttfb_cold', 'kubo', await timeToFirstByte(pair.ports.echo ?? -1));
             notes.push('kubo cold TTFB: the forward knew the exposer daemon’s address, not yet connected');
           }
-          // Read after the first connection: the metrics name what it negotiated.
-          kubo.negotiated = await pair.negotiated();
         } catch (err) {
           const msg = err instanceof Error ? err.message : String(err);
           kubo = { available: false, reason: `kubo did not start: ${msg.split('\n')[0]}` };
@@ -523,6 +521,8 @@ async function main(): Promise<number> {
           );
         });
     }
+    // Read after the measures, once the forwarder has connected: its metrics name what it negotiated.
+    if (kuboPair !== undefined && kubo.available) kubo.negotiated = await kuboPair.negotiated();
   } catch (err) {
     // Say what the nodes were doing before their shutdown changes it.
     for (const d of diagnoses) log(await d());
