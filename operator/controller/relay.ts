@@ -183,7 +183,13 @@ export function renderRelayDeployment(
         },
         spec: {
           automountServiceAccountToken: false,
-          securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+          // fsGroup: the identity Secret's files are root's and 0440; without the group the
+          // relay's non-root user cannot read them (the kubelet gives them this group).
+          securityContext: {
+            runAsNonRoot: true,
+            fsGroup: settings.runAsGroup,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
           containers: [
             {
               name: 'relay',
