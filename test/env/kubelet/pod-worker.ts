@@ -611,7 +611,6 @@ export class PodWorker {
       podIP: this.o.host.ip,
       podIPs: [{ ip: this.o.host.ip }],
       startTime: this.startTime,
-      qosClass: 'BestEffort',
       conditions: [
         this.conditions.make('PodReadyToStartContainers', this.volumesReady),
         this.conditions.make(
