@@ -1,8 +1,10 @@
 /**
- * A pod runner for tests: plays the kubelet's part for one injected sidecar. Given a pod from the
- * API server, it resolves the sidecar container's env as a kubelet would (values, and
- * `secretKeyRef` read from the API), runs its command (the image's entrypoint is the `peertunnel`
- * CLI, so `args` run as `peertunnel <args>`) as a local process, and reports back: pod IP, phase,
+ * A pod runner for tests: plays the kubelet's part for one injected sidecar, on the host's loopback
+ * (lab-kubelet.ts is its big brother for whole pods in NAT-lab namespaces). Given a pod from the
+ * API server, it resolves the sidecar container's env as a kubelet would (kubelet/env.ts, shared
+ * with the lab kubelet: values, Secret/ConfigMap keys, fields), runs its command (the image's
+ * entrypoint is the `peertunnel` CLI, so `args` run as `peertunnel <args>`) as a local process, and
+ * reports back: pod IP, phase,
  * the sidecar's readiness (its /readyz, as the readiness probe would) in the pod's status, and where
  * its admin server listens in the `peertunnel.io/admin-address` annotation (the operator reads it
  * when started with --trust-admin-address-annotation).
@@ -10,11 +12,12 @@
  * Every pod shares this host's loopback, unlike real pods: the runner rewrites the node config's
  * libp2p and admin listen addresses to 127.0.0.1 with free ports.
  */
-import type { V1Container, V1EnvVar, V1Pod, V1Secret } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Container, V1Pod, V1Secret } from '@kubernetes/client-node';
 import { ADMIN_ADDRESS_ANNOTATION } from '../../operator/controller/sidecar-client.js';
 import { CONFIG_ENV, type NodeConfigInput } from '../../sidecar/config.js';
 import { type NodeProcess, startNodeProcess } from '../helpers/node-process.js';
 import type { ControlPlane } from './control-plane.js';
+import { ContainerConfigError, type ObjectSource, resolveContainerEnv } from './kubelet/env.js';
 
 export interface RunningSidecar {
   readonly pod: string;
@@ -45,25 +48,30 @@ async function getJson<T>(cp: ControlPlane, path: string): Promise<T> {
   return JSON.parse(r.body) as T;
 }
 
-async function resolveEnv(cp: ControlPlane, ns: string, pod: string, env: readonly V1EnvVar[]) {
-  const out: Record<string, string> = {};
-  for (const e of env) {
-    if (e.value !== undefined) out[e.name] = e.value;
-    else if (e.valueFrom?.secretKeyRef !== undefined) {
-      const ref = e.valueFrom.secretKeyRef;
-      const r = await cp.request(`/api/v1/namespaces/${ns}/secrets/${ref.name}`);
-      const data = r.status === 200 ? (JSON.parse(r.body) as V1Secret).data?.[ref.key] : undefined;
-      if (data === undefined) {
-        if (ref.optional === true) continue;
-        // What the kubelet reports as CreateContainerConfigError.
-        throw new PodRunnerError(pod, `secret "${ref.name}" key "${ref.key}" not found (env ${e.name})`);
-      }
-      out[e.name] = Buffer.from(data, 'base64').toString('utf8');
-    } else if (e.valueFrom !== undefined) {
-      throw new PodRunnerError(pod, `env ${e.name}: only value and secretKeyRef are supported`);
-    }
+/** Secrets and ConfigMaps for env resolution (kubelet/env.ts), read as the admin. */
+function objectSource(cp: ControlPlane): ObjectSource {
+  const read = async <T>(path: string): Promise<T | undefined> => {
+    const r = await cp.request(path);
+    return r.status === 200 ? (JSON.parse(r.body) as T) : undefined;
+  };
+  return {
+    secret: (ns, name) => read<V1Secret>(`/api/v1/namespaces/${ns}/secrets/${name}`),
+    configMap: (ns, name) => read<V1ConfigMap>(`/api/v1/namespaces/${ns}/configmaps/${name}`),
+  };
+}
+
+/** The container's env as a kubelet resolves it; every "pod" here has the host's loopback as its IP. */
+async function resolveEnv(cp: ControlPlane, pod: V1Pod, container: V1Container) {
+  try {
+    return await resolveContainerEnv(objectSource(cp), pod, container, {
+      podIP: '127.0.0.1',
+      hostIP: '127.0.0.1',
+    });
+  } catch (err) {
+    // What the kubelet reports as CreateContainerConfigError.
+    if (err instanceof ContainerConfigError) throw new PodRunnerError(pod.metadata?.name ?? '', err.message);
+    throw err;
   }
-  return out;
 }
 
 /** Writes the pod's status the way a kubelet would for this one container. */
@@ -120,7 +128,7 @@ export async function runPodSidecar(
       `runs ${JSON.stringify([...(container.command ?? []), ...(container.args ?? [])])}, not "peertunnel node"`,
     );
   }
-  const env = await resolveEnv(cp, namespace, name, container.env ?? []);
+  const env = await resolveEnv(cp, pod, container);
   const raw = env[CONFIG_ENV];
   if (raw === undefined) throw new PodRunnerError(name, `no ${CONFIG_ENV}`);
   const config = JSON.parse(raw) as NodeConfigInput;
