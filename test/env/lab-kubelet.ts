@@ -151,7 +151,11 @@ interface Slot {
   readonly view: RunningPodView;
   /** Serialises this pod's syncs and its termination. */
   chain: Promise<void>;
+  /** A sync is queued and has not begun: the next tick need not queue another. */
+  queued: boolean;
   terminating: boolean;
+  /** The last error of a step, so a repeating one is logged once. */
+  lastError: string | undefined;
 }
 
 class LabKubeletImpl implements LabKubelet {
@@ -329,7 +333,9 @@ class LabKubeletImpl implements LabKubelet {
       worker,
       view: new RunningPodView(worker, host),
       chain: Promise.resolve(),
+      queued: false,
       terminating: false,
+      lastError: undefined,
     };
     this.slots.set(uid, slot);
     this.log(`${worker.namespace}/${worker.name}: starting on ${host.name} (${host.ip})`);
@@ -338,19 +344,22 @@ class LabKubeletImpl implements LabKubelet {
 
   /** Runs `step` after the pod's previous step; a step that is already queued is not queued twice. */
   private enqueue(slot: Slot, step: () => Promise<void>): void {
-    const pending = slot as Slot & { queued?: boolean };
-    if (pending.queued === true) return;
-    pending.queued = true;
+    if (slot.queued) return;
+    slot.queued = true;
     slot.chain = slot.chain
       .then(() => {
-        pending.queued = false;
+        slot.queued = false;
         return step();
       })
+      .then(() => {
+        slot.lastError = undefined;
+      })
       .catch((err: unknown) => {
-        pending.queued = false;
-        this.log(
-          `${slot.worker.namespace}/${slot.worker.name}: ${err instanceof Error ? err.stack : String(err)}`,
-        );
+        slot.queued = false;
+        // A step that keeps failing (the API refusing a status) is logged once, not every tick.
+        const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+        if (text !== slot.lastError) this.log(`${slot.worker.namespace}/${slot.worker.name}: ${text}`);
+        slot.lastError = text;
       });
   }
 
