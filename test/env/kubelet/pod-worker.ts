@@ -118,6 +118,8 @@ class ContainerRecord {
 }
 
 const MIN_BACKOFF_MS = 1_000;
+/** A container that failed its liveness probe gets this long after SIGTERM (capped grace). */
+const LIVENESS_KILL_GRACE_MS = 5_000;
 
 export class PodWorker {
   pod: V1Pod;
@@ -137,6 +139,7 @@ export class PodWorker {
   private adminForward: Promise<HostForward> | undefined;
   private adminAddress: string | undefined;
   private failed: string | undefined;
+  private initialized = false;
 
   constructor(
     pod: V1Pod,
@@ -212,12 +215,16 @@ export class PodWorker {
 
   private async startWhatIsDue(): Promise<void> {
     // Init containers in order: a sidecar must have started, a classic one must have completed,
-    // before the next one starts.
-    for (const r of this.records.filter((x) => x.kind !== 'main')) {
-      await this.keepGoing(r);
-      if (r.kind === 'sidecar' ? !(r.running && r.started) : !r.completed) return;
+    // before the next one starts. Once through, the pod is initialized for good: a sidecar that
+    // crashes later is restarted next to the containers, which do not wait for it.
+    if (!this.initialized) {
+      for (const r of this.records.filter((x) => x.kind !== 'main')) {
+        await this.keepGoing(r);
+        if (r.kind === 'sidecar' ? !(r.running && r.started) : !r.completed) return;
+      }
+      this.initialized = true;
     }
-    for (const r of this.records.filter((x) => x.kind === 'main')) await this.keepGoing(r);
+    for (const r of this.records.filter((x) => x.kind !== 'init')) await this.keepGoing(r);
   }
 
   /** Starts a container that is due: never started, or exited and due for a restart. */
@@ -434,7 +441,7 @@ export class PodWorker {
       if (state.failures >= failureThreshold) r.ready = false;
     } else if (state.failures >= failureThreshold) {
       r.output.append(`\n[lab-kubelet] liveness probe failed: ${result.message}; killing\n`);
-      r.proc?.signal('SIGTERM');
+      void r.proc?.stop(LIVENESS_KILL_GRACE_MS);
       return;
     }
     state.timer = setTimeout(
@@ -545,11 +552,8 @@ export class PodWorker {
   // ---- status ---------------------------------------------------------------------------------
 
   private isReady(): boolean {
-    const initDone = this.records.every(
-      (r) => r.kind === 'main' || (r.kind === 'sidecar' ? r.started : r.completed),
-    );
     return (
-      initDone &&
+      this.initialized &&
       this.records.every((r) => r.kind === 'init' || (r.running && r.ready)) &&
       this.failed === undefined &&
       !this.terminating
@@ -598,7 +602,7 @@ export class PodWorker {
   /** The status a kubelet would report now. */
   status(): Record<string, unknown> {
     const init = this.records.filter((r) => r.kind !== 'main');
-    const initDone = init.every((r) => (r.kind === 'sidecar' ? r.started : r.completed));
+    const initDone = this.initialized;
     const ready = this.isReady();
     const notReady = this.records
       .filter((r) => r.kind !== 'init' && !(r.running && r.ready))
