@@ -36,7 +36,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { V1Pod } from '@kubernetes/client-node';
 import { allQueries } from '../../observability/dashboards.js';
 import type { RunningPod } from '../env/lab-kubelet.js';
-import { CLI } from '../helpers/node-process.js';
+import { CLI, parseMetric } from '../helpers/node-process.js';
 import { eventually } from '../integration/operator-harness.js';
 import { createLab, type Lab, type LabHost } from '../lab/index.js';
 import { APP_NS, type Cluster, startCluster } from './cluster.js';
@@ -96,7 +96,7 @@ describeE2E('two clusters behind NATs: the README walk-through', () => {
     let keyDir = '';
     let client: RunningPod;
     let redis0: RunningPod;
-    const t0 = Date.now();
+    let t0 = Date.now();
     let last = t0;
     const phase = (what: string) => {
       const now = Date.now();
@@ -118,6 +118,8 @@ describeE2E('two clusters behind NATs: the README walk-through', () => {
     };
 
     beforeAll(async () => {
+      t0 = Date.now();
+      last = t0;
       lab = await createLab({
         relays: 1,
         sites: [
@@ -263,6 +265,29 @@ describeE2E('two clusters behind NATs: the README walk-through', () => {
       });
       // B's tunnel only exposes: no forward, hence no providers or path of its own.
       expect(row(inB.rows, 'redis')).toMatchObject({ READY: 'True', PODS: '1/1', PROVIDERS: '-', PATH: '-' });
+
+      // Why the path is what it is, from both ends' metrics: behind the eim NAT a hole punch
+      // succeeded; behind the symmetric one none did, the path is still relayed after the whole
+      // workload, and the relay carried its bytes.
+      const metrics = async (admin: string | undefined) =>
+        (await fetch(`http://${admin ?? ''}/metrics`)).text();
+      const punches = async (result: string) =>
+        parseMetric(await metrics(client.admin), 'peertunnel_holepunch_attempts_total', { result }) +
+        parseMetric(await metrics(redis0.admin), 'peertunnel_holepunch_attempts_total', { result });
+      const relayPod = B()
+        .kubelet.pods()
+        .find((p) => p.name.startsWith('mesh-relay-0-'));
+      const relayed = parseMetric(await metrics(relayPod?.admin), 'peertunnel_relay_relayed_bytes_total');
+      console.log(
+        `[e2e ${run.nat}] hole punches: success ${await punches('success')}, failure ${await punches('failure')}, gave up ${await punches('gave_up')}; relay carried ${relayed} bytes`,
+      );
+      if (run.path === 'hole-punched') {
+        expect(await punches('success')).toBeGreaterThanOrEqual(1);
+      } else {
+        expect(await punches('success')).toBe(0);
+        // 4 000 benchmark requests and 200 keys went through the relay, both ways.
+        expect(relayed).toBeGreaterThan(4_000 * 20);
+      }
       phase('peertunnels Ready in both clusters');
     }, 120_000);
 
