@@ -99,16 +99,18 @@ export async function connectionsReceived(pod: RunningPod, container: string): P
 
 /**
  * `n` new connections one after another, each a PING through 127.0.0.1:6379 with a 10 s bound;
- * returns how many answered PONG (every other one is a failure).
+ * returns how many answered PONG (every other one is a failure) and each one's duration in ms
+ * (logged, not asserted: the benchmarks measure speed).
  */
 export async function pingConnections(
   pod: RunningPod,
   container: string,
   n: number,
-): Promise<{ ok: number; failed: number; output: string }> {
-  const script = `i=0; while [ $i -lt ${n} ]; do timeout 10 redis-cli -h ${HOST} -p ${REDIS_PORT} PING || echo FAILED; i=$((i+1)); done`;
+): Promise<{ ok: number; failed: number; ms: number[]; output: string }> {
+  const script = `i=0; while [ $i -lt ${n} ]; do s=$(date +%s%N); timeout 10 redis-cli -h ${HOST} -p ${REDIS_PORT} PING || echo FAILED; e=$(date +%s%N); echo "ms $(( (e - s) / 1000000 ))"; i=$((i+1)); done`;
   const r = await pod.exec(container, ['sh', '-c', script], { timeoutMs: n * 11_000 });
-  const lines = r.stdout.split('\n').filter((l) => l.trim() !== '');
-  const ok = lines.filter((l) => l.trim() === 'PONG').length;
-  return { ok, failed: n - ok, output: `${r.stdout.slice(-2000)}${r.stderr.slice(-2000)}` };
+  const lines = r.stdout.split('\n').map((l) => l.trim());
+  const ok = lines.filter((l) => l === 'PONG').length;
+  const ms = lines.filter((l) => l.startsWith('ms ')).map((l) => Number(l.slice(3)));
+  return { ok, failed: n - ok, ms, output: `${r.stdout.slice(-2000)}${r.stderr.slice(-2000)}` };
 }

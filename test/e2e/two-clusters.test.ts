@@ -399,6 +399,10 @@ describeE2E('two clusters behind NATs: the README walk-through', () => {
         failed: 0,
         output: '',
       });
+      const slow = failover.ms.filter((ms) => ms > 1_000);
+      console.log(
+        `[e2e ${run.nat}] after the deletion, connection times (ms): ${JSON.stringify(failover.ms)}; ${slow.length} over 1 s`,
+      );
       phase(`pod deleted: ${NEW_CONNECTIONS} new connections 2 s later, none lost`);
     }, 300_000);
   });
