@@ -20,11 +20,13 @@ import { preSharedKey } from '@libp2p/pnet';
 import './pnet-xsalsa20-fix.js';
 import { createLibp2p } from 'libp2p';
 import type { NodeConfig } from './config.js';
+import { SERVICE_PROTOCOL_PREFIX } from './discovery.js';
 import { ConfigError } from './errors.js';
 import { AddressPolicy } from './nat/address-policy.js';
 import { type HolePunch, holePunch } from './nat/hole-punch.js';
 import { type RelayClient, relayClient } from './nat/relay-client.js';
 import { reusePortTcp } from './nat/reuseport-tcp.js';
+import { cacheProtocolMerges } from './protocol-merge-cache.js';
 
 /** yamux tuned for a forwarder (design §5). */
 export const YAMUX_SETTINGS = {
@@ -141,7 +143,7 @@ export async function createNode({
       ? { relayClient: relayClient({ relays, maxReservations: config.nat.relayReservations }) }
       : {}),
   };
-  return createLibp2p({
+  const node = await createLibp2p({
     privateKey,
     addresses: { listen: config.listen, announce: config.announce },
     transports: [
@@ -163,5 +165,8 @@ export async function createNode({
     },
     nodeInfo: { name: 'peertunnel', version: '0.1.0' },
     services,
-  }) as Promise<PeerTunnelLibp2p>;
+  });
+  // One peer-store write per tunnel stream is most of a new connection's cost: see the module.
+  cacheProtocolMerges(node.peerStore, { isCached: (p) => p.startsWith(SERVICE_PROTOCOL_PREFIX) });
+  return node as PeerTunnelLibp2p;
 }
