@@ -166,7 +166,8 @@ export async function createNode({
     nodeInfo: { name: 'peertunnel', version: '0.1.0' },
     services,
   });
-  // One peer-store write per tunnel stream is most of a new connection's cost: see the module.
+  // libp2p writes the peer store once per stream; for tunnel streams that is a large share of a
+  // new connection's cost (see the module).
   cacheProtocolMerges(node.peerStore, { isCached: (p) => p.startsWith(SERVICE_PROTOCOL_PREFIX) });
   return node as PeerTunnelLibp2p;
 }
