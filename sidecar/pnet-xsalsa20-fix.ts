@@ -14,6 +14,13 @@
  * never calls: each connection leaves two 64-byte slots behind for the life of the process).
  *
  * Remove once a released @libp2p/pnet contains js-libp2p#3585.
+ *
+ * Also: without an `output`, the xor happens in place, into `input`, instead of into a new array.
+ * pnet calls update() without one on buffers nobody reads again: received, the socket's own read
+ * buffer (the read queue hands it over and forgets it); sent, `data.subarray()` of noise's output,
+ * which is a fresh concatenation (noise frames every message as [length, ciphertext]). Noise
+ * itself decrypts in place for the same reason. It saves an allocation, a copy and the garbage of
+ * every 64 KiB on the data path: about 12% more throughput in the bench (interleaved A/B runs).
  */
 import { createRequire } from 'node:module';
 
@@ -40,7 +47,7 @@ XSalsa20.prototype.update = function chunkedUpdate(input, output) {
   // memory can still grow, rarely: a stale view must then be replaced, not grown again.
   if (xor !== null && xor._memory.byteLength === 0 && live !== undefined && live.byteLength > 0)
     xor._memory = live;
-  const out = output ?? new Uint8Array(input.byteLength);
+  const out = output ?? input;
   // The cipher keeps its keystream position across calls, so splitting the input is exact.
   for (let at = 0; at < input.byteLength; at += CHUNK)
     update.call(this, input.subarray(at, at + CHUNK), out.subarray(at, at + CHUNK));
