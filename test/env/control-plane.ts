@@ -317,7 +317,12 @@ function httpsCall(
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = {};
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-    if (opts.body !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
+    if (opts.body !== undefined) {
+      headers['content-type'] = opts.contentType ?? 'application/json';
+      // Node sends DELETE (like GET) without chunked encoding: a body without a length would be
+      // read by the API server as the start of the next request on the kept-alive connection.
+      headers['content-length'] = String(Buffer.byteLength(opts.body));
+    }
     const req = httpsRequest(
       url,
       {

@@ -97,6 +97,19 @@ describeWithControlPlane(
       expect(list.items.map((i) => [i.metadata.name, i.data])).toEqual([['applied', { answer: '42' }]]);
     });
 
+    it('sends a DELETE with a body (DeleteOptions) and the next request on the connection still works', async () => {
+      const { cp } = env;
+      await cp.kubectlOk(['-n', ns, 'create', 'configmap', 'doomed', '--from-literal=a=b']);
+      const del = await cp.request(`/api/v1/namespaces/${ns}/configmaps/doomed`, {
+        method: 'DELETE',
+        body: JSON.stringify({ kind: 'DeleteOptions', apiVersion: 'v1', gracePeriodSeconds: 0 }),
+      });
+      expect(del.status).toBe(200);
+      // Without a Content-Length the body was read as the start of this request: a bare 400.
+      const after = await cp.request(`/api/v1/namespaces/${ns}/configmaps/doomed`);
+      expect(after.status).toBe(404);
+    });
+
     it('accepts a pod without a service account controller, and leaves it Pending', async () => {
       const { cp } = env;
       const pod = {
