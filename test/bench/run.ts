@@ -264,15 +264,21 @@ async function main(): Promise<number> {
             settings: pair.settings,
           };
           put('start_ready', 'kubo', pair.startMs);
-          if (runs('ttfb')) {
-            put('ttfb_cold', 'kubo', await timeToFirstByte(pair.ports.echo ?? -1));
-            notes.push('kubo cold TTFB: the forward knew the exposer daemon’s address, not yet connected');
-          }
         } catch (err) {
           const msg = err instanceof Error ? err.message : String(err);
           kubo = { available: false, reason: `kubo did not start: ${msg.split('\n')[0]}` };
           failures.push({ row: 'kubo', column: 'kubo', error: msg });
         }
+      }
+    }
+    if (kuboPair !== undefined && runs('ttfb')) {
+      try {
+        put('ttfb_cold', 'kubo', await timeToFirstByte(kuboPair.ports.echo ?? -1));
+        notes.push('kubo cold TTFB: the forward knew the exposer daemon’s address, not yet connected');
+      } catch (err) {
+        const msg = err instanceof Error ? err.message : String(err);
+        log(`FAILED ttfb_cold (kubo): ${msg}`);
+        failures.push({ row: 'ttfb_cold', column: 'kubo', error: msg });
       }
     }
 
@@ -522,7 +528,10 @@ async function main(): Promise<number> {
         });
     }
     // Read after the measures, once the forwarder has connected: its metrics name what it negotiated.
-    if (kuboPair !== undefined && kubo.available) kubo.negotiated = await kuboPair.negotiated();
+    if (kuboPair !== undefined && kubo.available)
+      kubo.negotiated = await kuboPair
+        .negotiated()
+        .catch((err: unknown) => `unknown (kubo's metrics unreadable: ${String(err)})`);
   } catch (err) {
     // Say what the nodes were doing before their shutdown changes it.
     for (const d of diagnoses) log(await d());
