@@ -84,6 +84,33 @@ async function injected(c: Cluster, pod: RunningPod): Promise<boolean> {
   );
 }
 
+/** The client sidecar's /status providers of its forwards (for the fail-over log). */
+async function forwardProviders(admin: string | undefined): Promise<unknown> {
+  if (admin === undefined) return 'no admin address';
+  const status = (await (await fetch(`http://${admin}/status`)).json()) as { forwards?: unknown[] };
+  return (status.forwards ?? []).map((f) => (f as { providers?: unknown }).providers);
+}
+
+/** Sidecar log lines about providers and peers (pino JSON), in order, for the fail-over log. */
+const PROVIDER_EVENTS = new Set([
+  'provider_failed',
+  'provider_addresses_refreshed',
+  'provider_unreachable',
+  'providers_changed',
+  'peer_disconnected',
+  'stream_open_failed',
+]);
+function providerEvents(output: string): string[] {
+  return output.split('\n').filter((line) => {
+    try {
+      const event = (JSON.parse(line) as { event?: unknown }).event;
+      return typeof event === 'string' && PROVIDER_EVENTS.has(event);
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** The row of a named object in a `kubectl get` table. */
 const row = (rows: TableRow[], name: string): TableRow | undefined => rows.find((r) => r.NAME === name);
 
@@ -402,6 +429,13 @@ describeE2E('two clusters behind NATs: the README walk-through', () => {
       const slow = failover.ms.filter((ms) => ms > 1_000);
       console.log(
         `[e2e ${run.nat}] after the deletion, connection times (ms): ${JSON.stringify(failover.ms)}; ${slow.length} over 1 s`,
+      );
+      // Why a connection waited: the forward's providers (failures, picks) and its provider events.
+      console.log(
+        `[e2e ${run.nat}] after the deletion, the forward's providers: ${JSON.stringify(await forwardProviders(client.admin))}`,
+      );
+      console.log(
+        `[e2e ${run.nat}] after the deletion, the client sidecar's provider events:\n${providerEvents(client.output('peertunnel')).join('\n')}`,
       );
       phase(`pod deleted: ${NEW_CONNECTIONS} new connections 2 s later, none lost`);
     }, 300_000);
