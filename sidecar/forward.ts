@@ -13,6 +13,7 @@ import type { Logger } from './logger.js';
 import { meteredPipe } from './metered-pipe.js';
 import type { SidecarMetrics, StreamFailureReason } from './metrics.js';
 import { bestConnection, type PathRegistry } from './paths.js';
+import type { ProviderPool } from './provider-pool.js';
 
 export interface ForwardListenerInit {
   /** Give one provider this long to connect. @default 3000 */
@@ -25,7 +26,7 @@ export interface ForwardListenerInit {
 
 export interface ForwardListenerComponents {
   libp2p: Pick<Libp2p, 'dial' | 'getConnections'>;
-  directory: ServiceDirectory;
+  directory: Pick<ServiceDirectory, 'pool' | 'waitForProvider' | 'freshAddresses'>;
   paths: PathRegistry;
   metrics: SidecarMetrics;
   logger: Logger;
@@ -43,6 +44,14 @@ class StreamOpenError extends Error {
     super(message, options);
     this.name = 'StreamOpenError';
     this.reason = reason;
+  }
+}
+
+/** A provider could not be connected to at all (the pool already counted it). */
+class ProviderDialError extends StreamOpenError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('dial_failed', message, options);
+    this.name = 'ProviderDialError';
   }
 }
 
@@ -163,39 +172,111 @@ export class ForwardListener {
     }
   }
 
-  /** Tries providers in the pool's order until one gives a stream. */
+  /**
+   * Tries providers until one gives a stream: connected ones in turn first, then (none left) the
+   * first of the unconnected ones to connect, then those in backoff. Healthy providers without a
+   * connection are dialled in the background meanwhile, so a dead pod's record or a provider that
+   * closed its connection (it stopped) costs no client a dial while a connected replica is left.
+   */
   private async openStream(): Promise<Stream> {
     const pool = this.c.directory.pool(this.config.name);
     if (pool === undefined) throw new NoProviderError(this.config.name, 'not a forwarded service');
     if (pool.size === 0 && !(await this.c.directory.waitForProvider(this.config.name, this.providerWaitMs))) {
       throw new NoProviderError(this.config.name, 'no provider found in the network');
     }
+    const selection = pool.select(Date.now(), (peer) => this.isConnected(peer));
+    for (const peer of selection.unconnected) this.connectInBackground(peer);
     let last: unknown;
-    for (const peer of pool.candidates(Date.now())) {
+    const attempt = async (peer: string): Promise<Stream | undefined> => {
+      pool.attempted(peer);
       try {
         const stream = await this.streamTo(peer);
         pool.succeeded(peer);
         return stream;
       } catch (err) {
         last = err;
-        if (err instanceof StreamOpenError && err.reason === 'refused') {
-          // The peer no longer exposes the name: stop sending it connections.
-          pool.remove(peer);
-          this.c.metrics.providers.set({ service: this.config.name }, pool.size);
-        } else pool.failed(peer, Date.now());
-        this.c.logger.info(
-          {
-            event: 'provider_failed',
-            service: this.config.name,
-            peer,
-            reason: err instanceof StreamOpenError ? err.reason : 'local_error',
-          },
-          'provider failed, trying the next',
-        );
+        this.providerFailed(pool, peer, err);
+        return undefined;
       }
+    };
+    for (const peer of selection.connected) {
+      const stream = await attempt(peer);
+      if (stream !== undefined) return stream;
+    }
+    const dialling = new Set(selection.unconnected);
+    for (;;) {
+      const peer = await this.firstConnected(dialling, (err) => {
+        last = err;
+      });
+      if (peer === undefined) break;
+      dialling.delete(peer);
+      const stream = await attempt(peer);
+      if (stream !== undefined) return stream;
+    }
+    for (const peer of selection.backedOff) {
+      const stream = await attempt(peer);
+      if (stream !== undefined) return stream;
     }
     if (last instanceof StreamOpenError) throw last;
     throw new NoProviderError(this.config.name, 'every known provider failed');
+  }
+
+  private providerFailed(pool: ProviderPool, peer: string, err: unknown): void {
+    if (err instanceof ProviderDialError) {
+      // connectionTo counted it in the pool (once per dial, however many connections waited).
+    } else if (err instanceof StreamOpenError && err.reason === 'refused') {
+      // The peer no longer exposes the name: stop sending it connections.
+      pool.remove(peer);
+      this.c.metrics.providers.set({ service: this.config.name }, pool.size);
+    } else pool.failed(peer, Date.now());
+    this.c.logger.info(
+      {
+        event: 'provider_failed',
+        service: this.config.name,
+        peer,
+        reason: err instanceof StreamOpenError ? err.reason : 'local_error',
+      },
+      'provider failed, trying the next',
+    );
+  }
+
+  private isConnected(peer: string): boolean {
+    return bestConnection(this.c.libp2p.getConnections(this.peerIdOf(peer))) !== undefined;
+  }
+
+  /** Dials a provider nobody waits for yet; the outcome lands in the pool. */
+  private connectInBackground(peer: string): void {
+    if (this.pendingDials.has(peer)) return;
+    this.connectionTo(peer).catch(() => {
+      // Counted and logged by connectionTo.
+    });
+  }
+
+  /**
+   * The first of `peers` to have a connection (dialling those without one, or joining their
+   * dials); failed ones leave the set. Undefined once every one failed.
+   */
+  private async firstConnected(
+    peers: Set<string>,
+    onError: (err: unknown) => void,
+  ): Promise<string | undefined> {
+    if (peers.size === 0) return undefined;
+    try {
+      return await Promise.any(
+        [...peers].map((peer) =>
+          this.connectionTo(peer).then(
+            () => peer,
+            (err: unknown) => {
+              peers.delete(peer);
+              onError(err);
+              throw err;
+            },
+          ),
+        ),
+      );
+    } catch {
+      return undefined;
+    }
   }
 
   private async streamTo(peer: string): Promise<Stream> {
@@ -264,7 +345,21 @@ export class ForwardListener {
           throw last;
         })
         .catch((err: unknown) => {
-          throw new StreamOpenError('dial_failed', `cannot reach ${peer}`, { cause: err });
+          // Once per dial: a dead provider backs off however many connections waited for it.
+          const pool = this.c.directory.pool(this.config.name);
+          pool?.failed(peer, Date.now());
+          const state = pool?.list().find((p) => p.peer === peer);
+          this.c.logger.info(
+            {
+              event: 'provider_unreachable',
+              service: this.config.name,
+              peer,
+              failures: state?.failures ?? null,
+              retryInMs: state === undefined ? null : Math.max(0, state.retryAt - Date.now()),
+            },
+            'could not connect to a provider, backing off',
+          );
+          throw new ProviderDialError(`cannot reach ${peer}`, { cause: err });
         })
         .finally(() => this.pendingDials.delete(peer));
       this.pendingDials.set(peer, pending);
@@ -291,6 +386,7 @@ export class ForwardListener {
           healthy: p.retryAt <= now,
           failures: p.failures,
           picks: p.picks,
+          attempts: p.attempts,
         };
       }),
     };
@@ -309,6 +405,9 @@ export interface ForwardStatus {
     path: string | null;
     healthy: boolean;
     failures: number;
+    /** Streams opened to it. */
     picks: number;
+    /** New connections that tried it (a failed one is tried only when no other is left, or once back). */
+    attempts: number;
   }>;
 }

@@ -4,6 +4,14 @@
  * Providers come and go (DHT records outlive their pods), so selection is optimistic but quick to
  * give up: healthy providers take turns (round robin), one that fails is put in exponential backoff
  * and tried only after every healthy one, and one not confirmed by discovery for `ttlMs` is dropped.
+ *
+ * Healthy providers this node holds a connection to come before healthy ones it would have to dial
+ * first: a stream on an open connection costs one round trip, a dial to a dead pod's address costs
+ * a whole dial timeout. A provider whose connection closed (a pod that stopped and said goodbye) or
+ * that discovery brought again is therefore never a new connection's first try while a connected
+ * one is left; the forwarder dials it in the background (`select().unconnected`) and it takes its
+ * turns again once connected. Seeing a provider's record again never shortens its backoff: only a
+ * stream that opened does.
  */
 
 export interface ProviderPoolInit {
@@ -22,7 +30,20 @@ export interface ProviderState {
   retryAt: number;
   /** Epoch ms when discovery last confirmed it. */
   seenAt: number;
+  /** Streams opened to it. */
   picks: number;
+  /** New connections that tried it (a stream, after a dial when not connected). */
+  attempts: number;
+}
+
+/** One new connection's order of providers, by what trying each costs. */
+export interface Selection {
+  /** Healthy, and this node holds a connection to it: in turn. */
+  connected: string[];
+  /** Healthy, but a dial comes first (it may be a dead pod's record): in turn. */
+  unconnected: string[];
+  /** In backoff after a failure, the soonest retry first: last resorts. */
+  backedOff: string[];
 }
 
 export class ProviderPool {
@@ -44,7 +65,7 @@ export class ProviderPool {
     for (const peer of peers) {
       const p = this.providers.get(peer);
       if (p === undefined) {
-        this.providers.set(peer, { peer, failures: 0, retryAt: 0, seenAt: now, picks: 0 });
+        this.providers.set(peer, { peer, failures: 0, retryAt: 0, seenAt: now, picks: 0, attempts: 0 });
         added = true;
       } else p.seenAt = now;
     }
@@ -67,14 +88,36 @@ export class ProviderPool {
     this.providers.delete(peer);
   }
 
-  /** The order to try providers in for one new connection: healthy in turn, then backed-off. */
-  candidates(now: number): string[] {
+  /**
+   * The providers to try for one new connection, grouped by cost. `isConnected` says whether this
+   * node holds an open connection to a peer (everything counts as connected by default).
+   */
+  select(now: number, isConnected: (peer: string) => boolean = () => true): Selection {
     const all = [...this.providers.values()];
     const healthy = all.filter((p) => p.retryAt <= now).sort((a, b) => a.peer.localeCompare(b.peer));
     const waiting = all.filter((p) => p.retryAt > now).sort((a, b) => a.retryAt - b.retryAt);
-    const start = healthy.length === 0 ? 0 : this.turn++ % healthy.length;
-    const rotated = [...healthy.slice(start), ...healthy.slice(0, start)];
-    return [...rotated, ...waiting].map((p) => p.peer);
+    const turn = this.turn++;
+    const rotate = (ps: ProviderState[]) => {
+      const start = ps.length === 0 ? 0 : turn % ps.length;
+      return [...ps.slice(start), ...ps.slice(0, start)].map((p) => p.peer);
+    };
+    return {
+      connected: rotate(healthy.filter((p) => isConnected(p.peer))),
+      unconnected: rotate(healthy.filter((p) => !isConnected(p.peer))),
+      backedOff: waiting.map((p) => p.peer),
+    };
+  }
+
+  /** `select`'s groups as one list, in the order to try them. */
+  candidates(now: number, isConnected?: (peer: string) => boolean): string[] {
+    const s = this.select(now, isConnected);
+    return [...s.connected, ...s.unconnected, ...s.backedOff];
+  }
+
+  /** A new connection is trying this provider. */
+  attempted(peer: string): void {
+    const p = this.providers.get(peer);
+    if (p !== undefined) p.attempts++;
   }
 
   succeeded(peer: string): void {
