@@ -3,9 +3,12 @@
  * forwarder, plus real TCP servers and clients in this process.
  */
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { writeIdentity } from '../../sidecar/cli-node.js';
 import {
   eventually,
   type NodeProcess,
@@ -301,7 +304,147 @@ describe('replicas of one service', () => {
       await Promise.allSettled([a.close(), b.close()]);
     }
   }, 120_000);
+
+  it('a replica stopped (SIGTERM) or killed (SIGKILL) is never tried by a new connection again, and one that comes back takes turns again', async () => {
+    const N = 20;
+    const a = await nameServer('replica-a');
+    const b = await nameServer('replica-b');
+    const dir = await mkdtemp(join(tmpdir(), 'pt-replica-'));
+    const identity = join(dir, 'b.key');
+    const bPeer = await writeIdentity(identity);
+    const bPort = await freePort();
+    // Replica b keeps its identity and port across restarts, as a pod's Secret and its IP would.
+    const bConfig = {
+      ...base,
+      listen: [`/ip4/127.0.0.1/tcp/${bPort}`],
+      identity: { file: identity },
+      expose: [{ name: 'lb', port: b.port }],
+    };
+    const relay = await startNodeProcess({ ...base, role: 'relay' }, { env });
+    const nodes: NodeProcess[] = [relay];
+    let pit: { close(): Promise<void> } | undefined;
+    try {
+      const ea = await startNodeProcess(
+        { ...base, bootstrap: relay.addresses, expose: [{ name: 'lb', port: a.port }] },
+        { env },
+      );
+      nodes.push(ea);
+      let eb = await startNodeProcess({ ...bConfig, bootstrap: relay.addresses }, { env });
+      nodes.push(eb);
+      await Promise.all([ea, eb].map((n) => n.waitFor((l) => l.event === 'service_announced')));
+      const port = await freePort();
+      const fwd = await startNodeProcess(
+        { ...base, bootstrap: relay.addresses, forward: [{ name: 'lb', localPort: port }] },
+        { env },
+      );
+      nodes.push(fwd);
+      const ask = async () => (await readAll(await connectTo(port))).toString().trim();
+      const providerB = async () => (await fwd.status()).forwards[0]?.providers.find((p) => p.peer === bPeer);
+      /** Asks until both replicas answered and the forwarder holds a connection to b. */
+      const bothInTurn = async (what: string) => {
+        const seen = new Set<string>();
+        await eventually(
+          async () => {
+            seen.add(await ask());
+            return seen.size === 2 && (await providerB())?.connected === true ? true : undefined;
+          },
+          40_000,
+          what,
+        );
+      };
+      /** N new connections after b went away: each one's answer and duration. */
+      const afterLoss = async (how: string) => {
+        // The forwarder has seen b's connection close (the goodbye, or the kernel's on a kill).
+        await eventually(
+          async () => ((await providerB())?.connected === false ? true : undefined),
+          10_000,
+          `the forwarder seeing b's connection close after ${how}`,
+        );
+        const attemptsBefore = (await providerB())?.attempts;
+        const failedOnB = () =>
+          fwd.logs.filter((l) => l.event === 'provider_failed' && l.peer === bPeer).length;
+        const failuresBefore = failedOnB();
+        const answers: string[] = [];
+        const ms: number[] = [];
+        for (let i = 0; i < N; i++) {
+          const started = performance.now();
+          answers.push(await ask().catch((err: unknown) => `failed: ${String(err)}`));
+          ms.push(Math.round(performance.now() - started));
+        }
+        const attemptsAfter = (await providerB())?.attempts;
+        console.log(
+          `[replicas] after ${how}: ${N} new connections, slowest ${Math.max(...ms)} ms: ${JSON.stringify(ms)}; b tried by ${String(attemptsAfter)} - ${String(attemptsBefore)} of them`,
+        );
+        return { how, answers, attemptsBefore, attemptsAfter, clientFailures: failedOnB() - failuresBefore };
+      };
+
+      await eventually(
+        async () => ((await fwd.status()).forwards[0]?.providers.length === 2 ? true : undefined),
+        20_000,
+        'two providers',
+      );
+      await bothInTurn('both replicas answering');
+
+      // A graceful stop: b closes its connections; its address then swallows redials.
+      await eb.stop();
+      pit = await tarpit(bPort);
+      const stopped = await afterLoss('SIGTERM');
+
+      // b comes back (same identity, same address): its bounded backoff ends and it takes turns again.
+      await pit.close();
+      pit = undefined;
+      eb = await startNodeProcess({ ...bConfig, bootstrap: relay.addresses }, { env });
+      nodes.push(eb);
+      await bothInTurn('b answering again after its restart');
+
+      await eb.kill();
+      pit = await tarpit(bPort);
+      const killed = await afterLoss('SIGKILL');
+
+      for (const r of [stopped, killed]) {
+        expect({ how: r.how, answers: r.answers }).toEqual({
+          how: r.how,
+          answers: Array(N).fill('replica-a'),
+        });
+        // After its connection closed, no new connection tried b: it was only dialled in the background.
+        expect({ how: r.how, clientFailures: r.clientFailures }).toEqual({ how: r.how, clientFailures: 0 });
+        expect({ how: r.how, attempts: r.attemptsAfter }).toEqual({ how: r.how, attempts: r.attemptsBefore });
+        expect(r.attemptsBefore).toEqual(expect.any(Number));
+      }
+    } finally {
+      await pit?.close();
+      await Promise.allSettled(nodes.reverse().map((n) => n.stop()));
+      await Promise.allSettled([a.close(), b.close()]);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 180_000);
 });
+
+/**
+ * What a stopped pod's address does to a redial in a cluster: a TCP listener on the stopped node's
+ * port that accepts and never answers, so a dial hangs until its timeout (on 127.0.0.1 a closed
+ * port refuses at once, which would hide what a dial to a dead provider costs).
+ */
+async function tarpit(port: number): Promise<{ close(): Promise<void> }> {
+  const { createServer } = await import('node:net');
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port }, () => resolve());
+  });
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
 
 async function freePort(): Promise<number> {
   const { createServer } = await import('node:net');
