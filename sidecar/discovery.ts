@@ -66,6 +66,13 @@ export interface ServiceDirectoryComponents {
   logger: Logger;
 }
 
+/** What the directory tells the forwards. */
+export type DirectoryEvent = {
+  type: 'providers_found';
+  /** The forwarded name that has a new provider (from the DHT or identify). */
+  service: string;
+};
+
 interface Watched {
   name: string;
   protocol: string;
@@ -81,6 +88,7 @@ export class ServiceDirectory {
   private readonly watched = new Map<string, Watched>();
   private readonly announced = new Map<string, { key: CID; ok: boolean }>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly listeners = new Set<(e: DirectoryEvent) => void>();
   private stopped = false;
   /** This node's addresses when it last started providing (a change means: provide again). */
   private providedAddrs?: string;
@@ -125,6 +133,12 @@ export class ServiceDirectory {
     this.c.libp2p.removeEventListener('peer:identify', this.onIdentify);
     this.c.libp2p.removeEventListener('self:peer:update', this.onSelfUpdate);
     for (const w of this.watched.values()) for (const wake of w.waiters) wake();
+  }
+
+  /** Calls `listener` on each event; returns the unsubscribe. */
+  subscribe(listener: (e: DirectoryEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   pool(name: string): ProviderPool | undefined {
@@ -243,6 +257,7 @@ export class ServiceDirectory {
         { event: 'providers_changed', service: w.name, providers: w.pool.size },
         'provider found',
       );
+      for (const listener of this.listeners) listener({ type: 'providers_found', service: w.name });
     }
     this.c.metrics.providers.set({ service: w.name }, w.pool.size);
     for (const wake of w.waiters) wake();

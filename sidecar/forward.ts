@@ -26,7 +26,7 @@ export interface ForwardListenerInit {
 
 export interface ForwardListenerComponents {
   libp2p: Pick<Libp2p, 'dial' | 'getConnections'>;
-  directory: Pick<ServiceDirectory, 'pool' | 'waitForProvider' | 'freshAddresses'>;
+  directory: Pick<ServiceDirectory, 'pool' | 'waitForProvider' | 'freshAddresses' | 'subscribe'>;
   paths: PathRegistry;
   metrics: SidecarMetrics;
   logger: Logger;
@@ -71,6 +71,7 @@ export class ForwardListener {
    */
   private readonly peerIds = new Map<string, PeerId>();
   private boundPort?: number;
+  private unsubscribe?: () => void;
 
   constructor(components: ForwardListenerComponents, config: ForwardConfig, init: ForwardListenerInit = {}) {
     this.c = components;
@@ -110,6 +111,11 @@ export class ForwardListener {
         'forward listener error',
       ),
     );
+    // A provider discovery just found is dialled now, so it takes its turns from the next
+    // connection on rather than after a first connection passed it over.
+    this.unsubscribe = this.c.directory.subscribe((e) => {
+      if (e.type === 'providers_found' && e.service === this.config.name) this.connectUnconnected();
+    });
     this.c.metrics.forwardListenerUp.set({ service: this.config.name }, 1);
     this.c.logger.info(
       { event: 'forward_listening', service: this.config.name, bind: this.config.bind, port: this.boundPort },
@@ -118,6 +124,7 @@ export class ForwardListener {
   }
 
   async stop(): Promise<void> {
+    this.unsubscribe?.();
     this.c.metrics.forwardListenerUp.set({ service: this.config.name }, 0);
     for (const s of this.sockets) s.destroy();
     const server = this.server;
@@ -242,6 +249,13 @@ export class ForwardListener {
 
   private isConnected(peer: string): boolean {
     return bestConnection(this.c.libp2p.getConnections(this.peerIdOf(peer))) !== undefined;
+  }
+
+  /** Dials every healthy provider this node holds no connection to, in the background. */
+  private connectUnconnected(): void {
+    const pool = this.c.directory.pool(this.config.name);
+    for (const peer of pool?.unconnected(Date.now(), (p) => this.isConnected(p)) ?? [])
+      this.connectInBackground(peer);
   }
 
   /** Dials a provider nobody waits for yet; the outcome lands in the pool. */

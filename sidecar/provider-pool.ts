@@ -108,6 +108,13 @@ export class ProviderPool {
     };
   }
 
+  /** Healthy providers `isConnected` says this node holds no connection to (worth a dial). */
+  unconnected(now: number, isConnected: (peer: string) => boolean): string[] {
+    const out: string[] = [];
+    for (const p of this.providers.values()) if (p.retryAt <= now && !isConnected(p.peer)) out.push(p.peer);
+    return out;
+  }
+
   /** `select`'s groups as one list, in the order to try them. */
   candidates(now: number, isConnected?: (peer: string) => boolean): string[] {
     const s = this.select(now, isConnected);

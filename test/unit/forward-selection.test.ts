@@ -11,6 +11,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { streamPair } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import { Registry } from 'prom-client';
+import type { DirectoryEvent } from '../../sidecar/discovery.js';
 import { ForwardListener, type ForwardListenerComponents } from '../../sidecar/forward.js';
 import { silentLogger } from '../../sidecar/logger.js';
 import { createSidecarMetrics } from '../../sidecar/metrics.js';
@@ -88,16 +89,29 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function forwarder(providers: FakeProvider[]): Promise<{ port: number; pool: ProviderPool }> {
+interface TestForward {
+  port: number;
+  pool: ProviderPool;
+  /** Discovery found a provider: adds it to the pool and tells the forward, as ServiceDirectory does. */
+  found(p: FakeProvider): void;
+}
+
+/** A forward whose libp2p can reach `providers`; its pool starts with `known` of them. */
+async function forwarder(providers: FakeProvider[], known = providers): Promise<TestForward> {
   const pool = new ProviderPool();
   pool.seen(
-    providers.map((p) => p.id.toString()),
+    known.map((p) => p.id.toString()),
     Date.now(),
   );
+  const listeners = new Set<(e: DirectoryEvent) => void>();
   const directory: ForwardListenerComponents['directory'] = {
     pool: (name) => (name === SERVICE ? pool : undefined),
     waitForProvider: async () => pool.size > 0,
     freshAddresses: async () => [],
+    subscribe: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
   };
   const listener = new ForwardListener(
     {
@@ -113,7 +127,11 @@ async function forwarder(providers: FakeProvider[]): Promise<{ port: number; poo
   await listener.start();
   cleanups.push(() => listener.stop());
   for (const p of providers) cleanups.push(() => p.server.close());
-  return { port: listener.port ?? 0, pool };
+  const found = (p: FakeProvider) => {
+    if (pool.seen([p.id.toString()], Date.now()))
+      for (const l of listeners) l({ type: 'providers_found', service: SERVICE });
+  };
+  return { port: listener.port ?? 0, pool, found };
 }
 
 /** Polls a condition every 10 ms, for at most 5 s (then the expectations after it fail). */
@@ -152,6 +170,18 @@ describe('forward: provider selection per new connection', () => {
     expect(answers.filter((a) => a === 'fresh').length).toBe(5);
     expect(stateOf(pool, fresh)).toMatchObject({ failures: 0, picks: 5, attempts: 5 });
     expect(fresh.dials).toBe(1);
+  });
+
+  it('dials a provider discovery found before any connection asks for it', async () => {
+    const old = await provider('old', true, { outcome: 'connect', delayMs: 0 });
+    const fresh = await provider('fresh', false, { outcome: 'connect', delayMs: 0 });
+    const { port, pool, found } = await forwarder([old, fresh], [old]);
+    found(fresh);
+    await until(() => fresh.connection !== undefined);
+    expect(fresh.dials).toBe(1);
+    const answers = [await ask(port), await ask(port)].sort();
+    expect(answers).toEqual(['fresh', 'old']);
+    expect(stateOf(pool, fresh)).toMatchObject({ attempts: 1, picks: 1 });
   });
 
   it('with no connected provider, uses whichever dial connects first', async () => {
