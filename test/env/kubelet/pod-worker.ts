@@ -19,7 +19,7 @@ import { ContainerConfigError, resolveContainerEnv } from './env.js';
 import { HostForward, NamespaceSocket } from './forward.js';
 import { containerArgv, DATA_DIR, DEFAULT_PATH, expandVars, findImage, type ImageSpec } from './images.js';
 import { runProbe } from './probes.js';
-import { ContainerOutput, ContainerProcess } from './process.js';
+import { ContainerOutput, ContainerProcess, unreadableImageFile, warnOnce } from './process.js';
 import { Conditions, type ContainerStateJson, containerStatus, kubeTime, terminatedOf } from './status.js';
 import { containerMounts, makeVolume, mountPrefix, VolumeError } from './volumes.js';
 
@@ -295,10 +295,19 @@ export class PodWorker {
     const scratch = join(cdir, 'scratch');
     await mkdir(dataDir, { recursive: true, mode: 0o755 });
     await mkdir(scratch, { recursive: true, mode: 0o700 });
-    const user = this.userOf(c, image);
+    const argv = containerArgv(image, c).map((a) => (a === DATA_DIR ? dataDir : expandVars(a, env)));
+    let user = this.userOf(c, image);
+    const unreadable = user === undefined ? undefined : unreadableImageFile(argv, user);
+    if (unreadable !== undefined) {
+      // The "image" is this work tree: in a checkout under a 0700 directory (mktemp -d) the
+      // container's user cannot reach it, which no real image has to fear. Run it as root, loudly.
+      const warning = `[lab-kubelet] ${kubeTime()} ${unreadable} is not readable by uid ${String(user?.uid)} (a parent directory is private): running ${c.name} as root`;
+      r.output.append(`\n${warning}\n`);
+      warnOnce(warning.replace(/^\S+ \S+ /, ''));
+      user = undefined;
+    }
     if (user !== undefined) await chown(dataDir, user.uid, user.gid);
     if (user !== undefined && env.HOME === '/root') env.HOME = '/';
-    const argv = containerArgv(image, c).map((a) => (a === DATA_DIR ? dataDir : expandVars(a, env)));
     let workingDir = c.workingDir ?? image.workingDir ?? DATA_DIR;
     if (workingDir === DATA_DIR) workingDir = dataDir;
     let mounts: string[];
