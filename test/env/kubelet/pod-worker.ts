@@ -9,6 +9,7 @@
  * their results in the container records, which the next sync turns into status.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chown, mkdir } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
@@ -19,9 +20,9 @@ import { ContainerConfigError, resolveContainerEnv } from './env.js';
 import { HostForward, NamespaceSocket } from './forward.js';
 import { containerArgv, DATA_DIR, DEFAULT_PATH, expandVars, findImage, type ImageSpec } from './images.js';
 import { runProbe } from './probes.js';
-import { ContainerOutput, ContainerProcess, unreadableImageFile, warnOnce } from './process.js';
+import { ContainerOutput, ContainerProcess } from './process.js';
 import { Conditions, type ContainerStateJson, containerStatus, kubeTime, terminatedOf } from './status.js';
-import { containerMounts, makeVolume, mountPrefix, VolumeError } from './volumes.js';
+import { containerMounts, makeVolume, mountPrefix, untraversableParents, VolumeError } from './volumes.js';
 
 /** The host a pod runs on: its network namespace and address (a LabHost fits). */
 export interface PodHost {
@@ -296,16 +297,14 @@ export class PodWorker {
     await mkdir(dataDir, { recursive: true, mode: 0o755 });
     await mkdir(scratch, { recursive: true, mode: 0o700 });
     const argv = containerArgv(image, c).map((a) => (a === DATA_DIR ? dataDir : expandVars(a, env)));
-    let user = this.userOf(c, image);
-    const unreadable = user === undefined ? undefined : unreadableImageFile(argv, user);
-    if (unreadable !== undefined) {
-      // The "image" is this work tree: in a checkout under a 0700 directory (mktemp -d) the
-      // container's user cannot reach it, which no real image has to fear. Run it as root, loudly.
-      const warning = `[lab-kubelet] ${kubeTime()} ${unreadable} is not readable by uid ${String(user?.uid)} (a parent directory is private): running ${c.name} as root`;
-      r.output.append(`\n${warning}\n`);
-      warnOnce(warning.replace(/^\S+ \S+ /, ''));
-      user = undefined;
-    }
+    const user = this.userOf(c, image);
+    // The "image" is this work tree: under a 0700 directory (a `mktemp -d` checkout, /root) its
+    // user could not reach it. Such directories get a traversable overlay in the container's own
+    // mount namespace; the host's stay as they are.
+    const privateDirs =
+      user === undefined
+        ? []
+        : [...new Set(argv.filter((a) => a.startsWith('/') && existsSync(a)).flatMap(untraversableParents))];
     if (user !== undefined) await chown(dataDir, user.uid, user.gid);
     if (user !== undefined && env.HOME === '/root') env.HOME = '/';
     let workingDir = c.workingDir ?? image.workingDir ?? DATA_DIR;
@@ -315,6 +314,7 @@ export class PodWorker {
       mounts = mountPrefix(
         containerMounts(c, (name) => this.volumeDir(name)),
         scratch,
+        privateDirs.sort((a, b) => a.length - b.length),
       );
     } catch (err) {
       if (!(err instanceof ContainerConfigError)) throw err;

@@ -5,8 +5,7 @@
  * --pdeathsig KILL` (set after the uid change, which would clear it) takes it down with the test
  * process should that die without stopping the kubelet.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
 
 /** Last output kept per container (all runs), for failure messages. */
 const OUTPUT_TAIL_CHARS = 16 * 1024;
@@ -28,55 +27,6 @@ export interface Exit {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
   readonly at: Date;
-}
-
-const readableCache = new Map<string, boolean>();
-
-/**
- * The first absolute file path of `argv` (the program, its script) that `user` cannot read, or
- * undefined. Checked as that user (`setpriv ... test -r`), once per uid and path.
- */
-export function unreadableImageFile(
-  argv: readonly string[],
-  user: { readonly uid: number; readonly gid: number },
-): string | undefined {
-  for (const path of argv) {
-    if (!path.startsWith('/') || !existsSync(path)) continue;
-    const key = `${String(user.uid)}:${String(user.gid)}:${path}`;
-    let ok = readableCache.get(key);
-    if (ok === undefined) {
-      try {
-        execFileSync(
-          'setpriv',
-          [
-            `--reuid=${String(user.uid)}`,
-            `--regid=${String(user.gid)}`,
-            '--clear-groups',
-            '--',
-            'test',
-            '-r',
-            path,
-          ],
-          { stdio: 'ignore', timeout: 5_000 },
-        );
-        ok = true;
-      } catch {
-        ok = false;
-      }
-      readableCache.set(key, ok);
-    }
-    if (!ok) return path;
-  }
-  return undefined;
-}
-
-const warned = new Set<string>();
-
-/** A warning on stderr once per run: it changes what the tests exercise, so it must be seen. */
-export function warnOnce(message: string): void {
-  if (warned.has(message)) return;
-  warned.add(message);
-  process.stderr.write(`WARNING ${message}\n`);
 }
 
 /** The argv after `ip netns exec <ns>`: mounts, cwd, user, death signal, then the program. */

@@ -13,6 +13,7 @@
  * they are group-readable (without it, a non-root container cannot read a 0440 Secret file, as on a
  * real node).
  */
+import { statSync } from 'node:fs';
 import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, normalize } from 'node:path';
 import type { V1Container, V1Pod, V1Volume } from '@kubernetes/client-node';
@@ -132,8 +133,8 @@ export function containerMounts(container: V1Container, volumeDir: (name: string
 }
 
 /**
- * A POSIX shell script that makes `mounts` appear, to be run as `sh -c SCRIPT sh <scratch> <src>
- * <target> <ro|rw>...` inside a private mount namespace (`unshare --mount --propagation private`).
+ * A POSIX shell script that makes `mounts` appear, to be run as `sh -c SCRIPT sh <scratch>
+ * <private dir>... -- <src> <target> <ro|rw>...` inside a private mount namespace (`unshare --mount --propagation private`).
  * `scratch` is a directory for the overlays' tmpfs (under the run dir). It ends by exec'ing
  * "$@" after the mount arguments and a `--`.
  */
@@ -141,6 +142,16 @@ export const MOUNT_SCRIPT = `set -e
 scratch=$1; shift
 overlaid=
 n=0
+# Private directories above the image (this work tree): an overlay whose top is made traversable,
+# in this mount namespace only, so the container's user reaches the files a real image would have.
+while [ "$1" != -- ]; do
+  n=$((n+1)); d="$scratch/overlay$n"; mkdir -p "$d"
+  mount -t tmpfs -o mode=0755 tmpfs "$d"; mkdir "$d/upper" "$d/work"
+  mount -t overlay overlay -o "lowerdir=$1,upperdir=$d/upper,workdir=$d/work" "$1"
+  chmod o+x "$1"
+  shift
+done
+shift
 prepare() {
   while [ "$1" != -- ]; do
     src=$1; tgt=$2; shift 3
@@ -179,8 +190,12 @@ exec "$@"
 `;
 
 /** The argv prefix that runs `rest` with `mounts` in place (nothing when there are none). */
-export function mountPrefix(mounts: readonly Mount[], scratch: string): string[] {
-  if (mounts.length === 0) return [];
+export function mountPrefix(
+  mounts: readonly Mount[],
+  scratch: string,
+  privateDirs: readonly string[] = [],
+): string[] {
+  if (mounts.length === 0 && privateDirs.length === 0) return [];
   // Parents before children: a volume mounted inside another one's mountPath stays visible.
   const ordered = [...mounts].sort((a, b) => a.target.length - b.target.length);
   return [
@@ -193,7 +208,26 @@ export function mountPrefix(mounts: readonly Mount[], scratch: string): string[]
     MOUNT_SCRIPT,
     'sh',
     scratch,
+    ...privateDirs,
+    '--',
     ...ordered.flatMap((m) => [m.source, m.target, m.readOnly ? 'ro' : 'rw']),
     '--',
   ];
+}
+
+/**
+ * `path`'s directory and those above it, outermost first, that others may not traverse (no o+x): a work
+ * tree checked out under `mktemp -d` (0700) or /root. A container running as its image's user
+ * could not reach the "image" files below them.
+ */
+export function untraversableParents(path: string): string[] {
+  const out: string[] = [];
+  let p = dirname(path);
+  const chain: string[] = [];
+  while (p !== dirname(p)) {
+    chain.unshift(p);
+    p = dirname(p);
+  }
+  for (const dir of chain) if ((statSync(dir).mode & 0o001) === 0) out.push(dir);
+  return out;
 }
