@@ -492,7 +492,6 @@ class LabKubeletImpl implements LabKubelet {
         this.log(`unregister ${node}: ${String(err)}`),
       );
     }
-    this.api.close();
     await rm(this.dir, { recursive: true, force: true });
   }
 }

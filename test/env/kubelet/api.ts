@@ -1,10 +1,7 @@
 /**
- * The few API calls a kubelet makes, as JSON over HTTPS with the control plane's admin token. Its
- * own requests rather than `ControlPlane.request`: that one sends a DELETE body without a
- * Content-Length, so the API server takes the body for the next request on the kept-alive
- * connection, which then fails with a bare 400.
+ * The few API calls a kubelet makes, as JSON through the control plane's admin requests
+ * (`ControlPlane.request`).
  */
-import { Agent, request as httpsRequest } from 'node:https';
 import type { V1ConfigMap, V1Pod, V1Secret } from '@kubernetes/client-node';
 import type { ControlPlane } from '../control-plane.js';
 import type { ObjectSource } from './env.js';
@@ -25,52 +22,7 @@ export class KubeApiError extends Error {
 const enc = encodeURIComponent;
 
 export class KubeApi implements ObjectSource {
-  private readonly agent: Agent;
-  constructor(private readonly cp: ControlPlane) {
-    this.agent = new Agent({ keepAlive: true, maxSockets: 8, ca: cp.caPem });
-  }
-
-  private request(
-    method: string,
-    path: string,
-    body: string | undefined,
-    contentType: string,
-  ): Promise<{ status: number; body: string }> {
-    const payload = body === undefined ? undefined : Buffer.from(body);
-    return new Promise((resolve, reject) => {
-      const req = httpsRequest(
-        `${this.cp.url}${path}`,
-        {
-          method,
-          agent: this.agent,
-          headers: {
-            authorization: `Bearer ${this.cp.adminToken}`,
-            accept: 'application/json',
-            ...(payload === undefined
-              ? {}
-              : { 'content-type': contentType, 'content-length': String(payload.length) }),
-          },
-          signal: AbortSignal.timeout(15_000),
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => {
-            text += c;
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end(payload);
-    });
-  }
-
-  /** Closes the kept-alive connections. */
-  close(): void {
-    this.agent.destroy();
-  }
+  constructor(private readonly cp: ControlPlane) {}
 
   async call<T>(
     method: string,
@@ -78,12 +30,12 @@ export class KubeApi implements ObjectSource {
     body?: unknown,
     opts: { ok?: readonly number[]; contentType?: string } = {},
   ): Promise<{ status: number; value: T | undefined }> {
-    const r = await this.request(
+    const r = await this.cp.request(path, {
       method,
-      path,
-      body === undefined ? undefined : JSON.stringify(body),
-      opts.contentType ?? 'application/json',
-    );
+      ...(body === undefined
+        ? {}
+        : { body: JSON.stringify(body), contentType: opts.contentType ?? 'application/json' }),
+    });
     const ok = opts.ok ?? [200, 201];
     if (!ok.includes(r.status)) throw new KubeApiError(method, path, r.status, r.body);
     return { status: r.status, value: r.status < 300 ? (JSON.parse(r.body) as T) : undefined };
