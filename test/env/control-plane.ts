@@ -278,6 +278,33 @@ async function freePort(): Promise<number> {
  * Polls `probe` until it returns true, the daemon exits, or time runs out. A probe that throws is
  * "not yet" (connection refused while the port opens).
  */
+/**
+ * Starts a daemon until it is ready. Ports are picked free and then bound by the child: another
+ * process can take one in between, so a start that dies is retried (3 attempts) on fresh ports
+ * when `retryable` says the failure was that. The daemon is pushed to `daemons` for teardown.
+ */
+async function startReady(
+  component: ControlPlaneComponent,
+  daemons: Daemon[],
+  timeoutMs: number,
+  start: () => Promise<{ daemon: Daemon; probe: () => Promise<boolean> }>,
+  retryable: (d: Daemon) => Promise<boolean> = async (d) =>
+    (await logTail(d.logPath)).includes('address already in use'),
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const { daemon, probe } = await start();
+    daemons.push(daemon);
+    try {
+      await waitReady(component, daemon, probe, timeoutMs);
+      return;
+    } catch (err) {
+      await stopDaemon(daemon);
+      daemons.pop();
+      if (attempt >= 3 || !(await retryable(daemon))) throw err;
+    }
+  }
+}
+
 async function waitReady(
   component: ControlPlaneComponent,
   d: Daemon,
@@ -465,48 +492,43 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   try {
     // A kept dir has no owner, so no later start reaps it.
     if (!keepDir) await writeFile(join(dir, OWNER_FILE), String(process.pid));
-    // etcd. Ports are picked free and then bound by the child: another process can take one in
-    // between, so a start that dies is retried on fresh ports.
+    // etcd: its data dir goes with a failed start, whatever the cause.
     let etcdUrl = '';
-    for (let attempt = 1; ; attempt++) {
-      const [clientPort, peerPort] = [await freePort(), await freePort()];
-      etcdUrl = `http://127.0.0.1:${clientPort}`;
-      const peerUrl = `http://127.0.0.1:${peerPort}`;
-      const etcd = startDaemon(
-        tools.etcd,
-        [
-          '--name=default',
-          `--data-dir=${join(dir, 'etcd')}`,
-          `--listen-client-urls=${etcdUrl}`,
-          `--advertise-client-urls=${etcdUrl}`,
-          `--listen-peer-urls=${peerUrl}`,
-          `--initial-advertise-peer-urls=${peerUrl}`,
-          `--initial-cluster=default=${peerUrl}`,
-          // Throwaway data: durability costs seconds per test run on a shared disk.
-          '--unsafe-no-fsync=true',
-          '--log-level=warn',
-        ],
-        join(dir, 'etcd.log'),
-      );
-      daemons.push(etcd);
-      try {
-        await waitReady(
-          'etcd',
-          etcd,
-          async () => {
-            const res = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
-            return res.ok && ((await res.json()) as { health?: string }).health === 'true';
-          },
-          timeoutMs,
+    await startReady(
+      'etcd',
+      daemons,
+      timeoutMs,
+      async () => {
+        const [clientPort, peerPort] = [await freePort(), await freePort()];
+        etcdUrl = `http://127.0.0.1:${clientPort}`;
+        const peerUrl = `http://127.0.0.1:${peerPort}`;
+        const daemon = startDaemon(
+          tools.etcd,
+          [
+            '--name=default',
+            `--data-dir=${join(dir, 'etcd')}`,
+            `--listen-client-urls=${etcdUrl}`,
+            `--advertise-client-urls=${etcdUrl}`,
+            `--listen-peer-urls=${peerUrl}`,
+            `--initial-advertise-peer-urls=${peerUrl}`,
+            `--initial-cluster=default=${peerUrl}`,
+            // Throwaway data: durability costs seconds per test run on a shared disk.
+            '--unsafe-no-fsync=true',
+            '--log-level=warn',
+          ],
+          join(dir, 'etcd.log'),
         );
-        break;
-      } catch (err) {
-        await stopDaemon(etcd);
-        daemons.pop();
-        if (attempt >= 3) throw err;
+        const probe = async () => {
+          const res = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
+          return res.ok && ((await res.json()) as { health?: string }).health === 'true';
+        };
+        return { daemon, probe };
+      },
+      async () => {
         await rm(join(dir, 'etcd'), { recursive: true, force: true });
-      }
-    }
+        return true;
+      },
+    );
 
     // Service account signing keys: the API server signs TokenRequest tokens with them.
     const sa = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
@@ -525,7 +547,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
 
     const certDir = join(dir, 'certs');
     let url = '';
-    for (let attempt = 1; ; attempt++) {
+    await startReady('kube-apiserver', daemons, timeoutMs, async () => {
       const port = await freePort();
       url = `https://127.0.0.1:${port}`;
       const args: Record<string, string | null> = {
@@ -560,25 +582,12 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         profiling: 'false',
         ...opts.apiServerArgs,
       };
-      const d = startDaemon(tools.kubeApiserver, argList(args), join(dir, 'kube-apiserver.log'));
-      daemons.push(d);
-      try {
-        await waitReady(
-          'kube-apiserver',
-          d,
-          async () =>
-            (await httpsCall(`${url}/readyz`, undefined, { token: adminToken })).status === 200 &&
-            existsSync(join(certDir, 'apiserver.crt')),
-          timeoutMs,
-        );
-        break;
-      } catch (err) {
-        await stopDaemon(d);
-        daemons.pop();
-        const inUse = (await logTail(d.logPath)).includes('address already in use');
-        if (!inUse || attempt >= 3) throw err;
-      }
-    }
+      const daemon = startDaemon(tools.kubeApiserver, argList(args), join(dir, 'kube-apiserver.log'));
+      const probe = async () =>
+        (await httpsCall(`${url}/readyz`, undefined, { token: adminToken })).status === 200 &&
+        existsSync(join(certDir, 'apiserver.crt'));
+      return { daemon, probe };
+    });
 
     // apiserver.crt holds the serving cert followed by the CA that signed it; trusting the file
     // trusts that CA, which is all a client needs.
@@ -590,31 +599,18 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       const rootCaPath = join(dir, 'ca.crt');
       await writeFile(rootCaPath, lastCertificate(caPem));
       const paths = { dir, kubeconfigPath, serviceAccountKeyPath: join(dir, 'sa.key'), rootCaPath };
-      for (let attempt = 1; ; attempt++) {
+      await startReady('kube-controller-manager', daemons, timeoutMs, async () => {
         const port = await freePort();
         const args = { ...controllerManagerArgs(paths, port), ...opts.controllerManagerArgs };
         const logPath = join(dir, 'kube-controller-manager.log');
-        const d = startDaemon(tools.kubeControllerManager, argList(args), logPath);
-        daemons.push(d);
-        try {
-          // Its serving cert is self-signed (unverified: only readiness is asked); /healthz goes
-          // through delegated authentication, hence the admin token.
-          await waitReady(
-            'kube-controller-manager',
-            d,
-            async () =>
-              (await httpsCall(`https://127.0.0.1:${port}/healthz`, undefined, { token: adminToken }))
-                .status === 200,
-            timeoutMs,
-          );
-          break;
-        } catch (err) {
-          await stopDaemon(d);
-          daemons.pop();
-          const inUse = (await logTail(d.logPath)).includes('address already in use');
-          if (!inUse || attempt >= 3) throw err;
-        }
-      }
+        const daemon = startDaemon(tools.kubeControllerManager, argList(args), logPath);
+        // Its serving cert is self-signed (unverified: only readiness is asked); /healthz goes
+        // through delegated authentication, hence the admin token.
+        const probe = async () =>
+          (await httpsCall(`https://127.0.0.1:${port}/healthz`, undefined, { token: adminToken })).status ===
+          200;
+        return { daemon, probe };
+      });
     }
 
     const baseEnv: NodeJS.ProcessEnv = { ...process.env };
