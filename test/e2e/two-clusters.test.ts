@@ -38,9 +38,14 @@ import { allQueries } from '../../observability/dashboards.js';
 import type { RunningPod } from '../env/lab-kubelet.js';
 import { CLI, parseMetric } from '../helpers/node-process.js';
 import { eventually } from '../integration/operator-harness.js';
+import {
+  type Prometheus,
+  type ScrapeTarget,
+  startPrometheus,
+  staticScrapeConfigs,
+} from '../integration/prometheus-server.js';
 import { createLab, type Lab, type LabHost } from '../lab/index.js';
 import { APP_NS, type Cluster, startCluster } from './cluster.js';
-import { type Prometheus, type ScrapeTarget, startPrometheus } from './prometheus.js';
 import { benchmark, connectionsReceived, pingConnections, readKeys, writeKeys } from './redis.js';
 import { describeE2E } from './skip.js';
 import {
@@ -345,7 +350,7 @@ describeE2E('two clusters behind NATs: the README walk-through', () => {
           .map((t) => t.labels.cluster)
           .sort(),
       ).toEqual(['a', 'b', 'b']);
-      prom = await startPrometheus(targets);
+      prom = await startPrometheus({ scrapeConfigs: staticScrapeConfigs(targets) });
       const p = prom;
       // Traffic while it scrapes every second, then a few more scrapes.
       for (let i = 0; i < 3; i++) {

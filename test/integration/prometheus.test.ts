@@ -7,21 +7,19 @@
  *   dashboard query is valid PromQL (the API answers success) and returns data, except the
  *   explicit allow-list below of panels that are legitimately empty on one loopback machine.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { allQueries } from '../../observability/dashboards.js';
 import { describeWithControlPlane } from '../env/skip.js';
-import { eventually, REPO_ROOT } from '../helpers/node-process.js';
+import { REPO_ROOT } from '../helpers/node-process.js';
 import { type DataPlane, startDataPlane, startObservedOperator } from './observability-harness.js';
-import { freePort, type OperatorProcess, operatorUsers } from './operator-harness.js';
+import { type OperatorProcess, operatorUsers } from './operator-harness.js';
+import { PROMETHEUS, type Prometheus, startPrometheus } from './prometheus-server.js';
 
 const run = promisify(execFile);
-const PROMETHEUS = process.env.PROMETHEUS ?? '/usr/bin/prometheus';
 const PROMTOOL = process.env.PROMTOOL ?? '/usr/bin/promtool';
 const ALERTS = join(REPO_ROOT, 'charts', 'peertunnel', 'files', 'alerts.yaml');
 const ALERT_TESTS = join(REPO_ROOT, 'test', 'fixtures', 'alerts', 'alerts.test.yaml');
@@ -105,14 +103,10 @@ describeScrape(
   (env) => {
     let dp: DataPlane;
     let op: OperatorProcess;
-    let prom: ChildProcess | undefined;
-    let dir = '';
-    let api = '';
-    let promLog = '';
-
-    const get = async <T>(path: string, params: Record<string, string> = {}): Promise<ApiResponse<T>> => {
-      const res = await fetch(`http://${api}${path}?${new URLSearchParams(params).toString()}`);
-      return (await res.json()) as ApiResponse<T>;
+    let prom: Prometheus | undefined;
+    const get = <T>(path: string, params: Record<string, string> = {}): Promise<ApiResponse<T>> => {
+      if (prom === undefined) throw new Error('Prometheus did not start');
+      return prom.get<ApiResponse<T>>(path, params);
     };
 
     beforeAll(async () => {
@@ -121,40 +115,16 @@ describeScrape(
         if (process.env.PEERTUNNEL_TEST_TIMING === '1') console.log(`${what}: ${Date.now() - t0} ms`);
       };
       [dp, op] = await Promise.all([startDataPlane(), startObservedOperator(env.cp)]);
-      dir = await mkdtemp(join(tmpdir(), 'pt-prometheus-'));
-      const port = await freePort();
-      api = `127.0.0.1:${port}`;
-      const config = {
-        global: { scrape_interval: '1s', scrape_timeout: '900ms', evaluation_interval: '1s' },
-        rule_files: [ALERTS],
-        scrape_configs: [
+      lap('nodes and operator up');
+      prom = await startPrometheus({
+        ruleFiles: [ALERTS],
+        scrapeConfigs: [
           {
             job_name: 'peertunnel-node',
             static_configs: [{ targets: [dp.relay.admin, dp.exposer.admin, dp.forwarder.admin] }],
           },
           { job_name: 'peertunnel-operator', static_configs: [{ targets: [op.health] }] },
         ],
-      };
-      lap('nodes and operator up');
-      await writeFile(join(dir, 'prometheus.yml'), JSON.stringify(config));
-      prom = spawn(
-        PROMETHEUS,
-        [
-          `--config.file=${join(dir, 'prometheus.yml')}`,
-          `--storage.tsdb.path=${join(dir, 'data')}`,
-          `--web.listen-address=${api}`,
-        ],
-        { stdio: ['ignore', 'ignore', 'pipe'] },
-      );
-      prom.stderr?.on('data', (d: Buffer) => {
-        promLog = (promLog + d.toString()).slice(-4000);
-      });
-      await eventually(
-        async () => ((await fetch(`http://${api}/-/ready`)).ok ? true : undefined),
-        30_000,
-        'Prometheus ready',
-      ).catch((err: unknown) => {
-        throw new Error(`${String(err)}\n${promLog}`);
       });
       lap('Prometheus ready');
       // Traffic while Prometheus scrapes every second: the failing streams (~10 s) and, meanwhile,
@@ -174,13 +144,8 @@ describeScrape(
     }, 120_000);
 
     afterAll(async () => {
-      if (prom !== undefined && prom.exitCode === null) {
-        const exited = new Promise((r) => prom?.once('exit', r));
-        prom.kill('SIGTERM');
-        await exited;
-      }
+      await prom?.stop();
       await Promise.allSettled([dp?.stop(), op?.stop()]);
-      if (dir !== '') await rm(dir, { recursive: true, force: true });
     });
 
     it('scrapes all four targets', async () => {
