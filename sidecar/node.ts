@@ -23,6 +23,7 @@ import type { NodeConfig } from './config.js';
 import { SERVICE_PROTOCOL_PREFIX } from './discovery.js';
 import { ConfigError } from './errors.js';
 import { AddressPolicy } from './nat/address-policy.js';
+import { connectTimeoutFor, withConnectTimeout } from './nat/connect-timeout.js';
 import { type HolePunch, holePunch } from './nat/hole-punch.js';
 import { type RelayClient, relayClient } from './nat/relay-client.js';
 import { reusePortTcp } from './nat/reuseport-tcp.js';
@@ -147,11 +148,16 @@ export async function createNode({
     privateKey,
     addresses: { listen: config.listen, announce: config.announce },
     transports: [
-      reusePortTcp({
-        dialOpts: { noDelay: true },
-        listenOpts: { noDelay: true },
-        ...(onReusePortUnavailable === undefined ? {} : { onUnavailable: onReusePortUnavailable }),
-      }),
+      // A remote pod's private address gives up its connect quickly, so the circuit or public
+      // address after it is tried before the dial runs out of time (nat/connect-timeout.ts).
+      withConnectTimeout(
+        reusePortTcp({
+          dialOpts: { noDelay: true },
+          listenOpts: { noDelay: true },
+          ...(onReusePortUnavailable === undefined ? {} : { onUnavailable: onReusePortUnavailable }),
+        }),
+        (ma) => connectTimeoutFor(ma, policy),
+      ),
       circuitRelayTransport(),
     ],
     connectionProtector: preSharedKey({ psk }),

@@ -17,3 +17,10 @@ export const LOCAL_ENDPOINT_ERRORS: ReadonlySet<string> = new Set([
   'EINVAL',
   'EAFNOSUPPORT',
 ]);
+
+/**
+ * Upper bound of a TCP connect to an address that is not public (`AddressPolicy`), in ms: a pod IP
+ * answers a pod of its own cluster in milliseconds and one of another cluster never. 1.5 s leaves
+ * room for one lost SYN (Linux retransmits it after 1 s). See connect-timeout.ts.
+ */
+export const PRIVATE_CONNECT_TIMEOUT_MS = 1_500;

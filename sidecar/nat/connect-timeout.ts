@@ -1,0 +1,92 @@
+/**
+ * `withConnectTimeout()`: a shorter TCP connect timeout for addresses that are unlikely to be
+ * reachable from another site (private, CGNAT, loopback: what `AddressPolicy` does not count as
+ * public).
+ *
+ * js-libp2p dials a peer's addresses one after another, each bounded only by the connection
+ * manager's `addressDialTimeout` (6 s). A pod announces its pod IP, which a pod in the same
+ * cluster reaches in milliseconds and a pod in another cluster never reaches: the SYN vanishes (no
+ * route, or an ICMP error that the router rate-limits). Every first dial to a remote pod then sat
+ * up to 6 s on its pod IP before the circuit address behind it was tried. Measured in the NAT
+ * lab: a relay-only site forwarding again 12.6-15 s after its relay died, of which 6 s per dial on
+ * the remote's NATed LAN address. A connect (SYN to SYN-ACK, not the upgrade) that has not
+ * completed within `PRIVATE_CONNECT_TIMEOUT_MS` on such an address is given up, so the next
+ * address is tried instead.
+ */
+import type net from 'node:net';
+import type { Transport } from '@libp2p/interface';
+import type { TCPComponents, TCPDialOptions } from '@libp2p/tcp';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import { AddressPolicy } from './address-policy.js';
+import { PRIVATE_CONNECT_TIMEOUT_MS } from './constants.js';
+
+type Connect = (ma: Multiaddr, options: TCPDialOptions) => Promise<net.Socket>;
+
+/** Thrown (as the abort reason) when a connect outlived its address's timeout. */
+export class ConnectTimeoutError extends Error {
+  override readonly name = 'ConnectTimeoutError';
+}
+
+/** The connect timeout for `ma` under `policy`: undefined (the dial's own) for public addresses. */
+export function connectTimeoutFor(
+  ma: Multiaddr,
+  policy: AddressPolicy,
+  privateMs: number = PRIVATE_CONNECT_TIMEOUT_MS,
+): number | undefined {
+  const ip = AddressPolicy.ipOf(ma.toString());
+  if (ip === undefined) return undefined;
+  return policy.isPublic(ip) ? undefined : privateMs;
+}
+
+/**
+ * Runs `connect` with a signal that also aborts after `timeoutMs`, and never after the connect
+ * settled: @libp2p/tcp hands the signal to `net.connect`, which would destroy an established
+ * socket if it fired later.
+ */
+export async function connectWithin<T>(
+  connect: (signal: AbortSignal) => Promise<T>,
+  outer: AbortSignal,
+  timeoutMs: number,
+): Promise<T> {
+  const controller = new AbortController();
+  const onOuterAbort = () => controller.abort(outer.reason);
+  if (outer.aborted) onOuterAbort();
+  else outer.addEventListener('abort', onOuterAbort, { once: true });
+  const timer = setTimeout(
+    () => controller.abort(new ConnectTimeoutError(`no connection within ${timeoutMs} ms`)),
+    timeoutMs,
+  );
+  try {
+    return await connect(controller.signal);
+  } finally {
+    clearTimeout(timer);
+    outer.removeEventListener('abort', onOuterAbort);
+  }
+}
+
+/**
+ * Wraps a TCP transport factory (@libp2p/tcp or `reusePortTcp`) so that each connect to an
+ * address for which `timeoutFor` gives a number is bounded by it. Listening, upgrade and
+ * everything else stay the transport's own.
+ */
+export function withConnectTimeout(
+  factory: (components: TCPComponents) => Transport,
+  timeoutFor: (ma: Multiaddr) => number | undefined,
+): (components: TCPComponents) => Transport {
+  return (components) => {
+    const transport = factory(components);
+    // _connect is @libp2p/tcp's socket step inside dial() (reusePortTcp wraps the same step).
+    const inner: unknown = Reflect.get(transport, '_connect');
+    if (typeof inner !== 'function') {
+      process.emitWarning('@libp2p/tcp no longer has the _connect step that connect timeouts wrap');
+      return transport;
+    }
+    const connect: Connect = (ma, options) => Reflect.apply(inner, transport, [ma, options]);
+    Reflect.set(transport, '_connect', (ma: Multiaddr, options: TCPDialOptions): Promise<net.Socket> => {
+      const timeoutMs = timeoutFor(ma);
+      if (timeoutMs === undefined) return connect(ma, options);
+      return connectWithin((signal) => connect(ma, { ...options, signal }), options.signal, timeoutMs);
+    });
+    return transport;
+  };
+}
