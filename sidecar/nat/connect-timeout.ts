@@ -11,14 +11,16 @@
  * lab: a relay-only site forwarding again 12.6-15 s after its relay died, of which 6 s per dial on
  * the remote's NATed LAN address. A connect (SYN to SYN-ACK, not the upgrade) that has not
  * completed within `PRIVATE_CONNECT_TIMEOUT_MS` on such an address is given up, so the next
- * address is tried instead.
+ * address is tried instead; and for `UNREACHABLE_MEMORY_MS` after that, a dial to that same
+ * address of that same peer fails at once (every new stream's dial, the DHT's and the hole
+ * puncher's would otherwise each wait out the timeout again).
  */
 import type net from 'node:net';
 import type { Transport } from '@libp2p/interface';
 import type { TCPComponents, TCPDialOptions } from '@libp2p/tcp';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { AddressPolicy } from './address-policy.js';
-import { PRIVATE_CONNECT_TIMEOUT_MS } from './constants.js';
+import { PRIVATE_CONNECT_TIMEOUT_MS, UNREACHABLE_MEMORY_MS } from './constants.js';
 
 type Connect = (ma: Multiaddr, options: TCPDialOptions) => Promise<net.Socket>;
 
@@ -52,15 +54,51 @@ export async function connectWithin<T>(
   const onOuterAbort = () => controller.abort(outer.reason);
   if (outer.aborted) onOuterAbort();
   else outer.addEventListener('abort', onOuterAbort, { once: true });
-  const timer = setTimeout(
-    () => controller.abort(new ConnectTimeoutError(`no connection within ${timeoutMs} ms`)),
-    timeoutMs,
-  );
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort(new ConnectTimeoutError(`no connection within ${timeoutMs} ms`));
+  }, timeoutMs);
   try {
     return await connect(controller.signal);
+  } catch (err) {
+    // @libp2p/tcp rejects an aborted connect with its own AbortError, whatever the reason.
+    if (timedOut) throw new ConnectTimeoutError(`no connection within ${timeoutMs} ms`, { cause: err });
+    throw err;
   } finally {
     clearTimeout(timer);
     outer.removeEventListener('abort', onOuterAbort);
+  }
+}
+
+/** Addresses (with their /p2p/<peer>) whose connect timed out lately: not worth dialling again yet. */
+export class UnreachableAddresses {
+  private readonly until = new Map<string, number>();
+
+  constructor(
+    private readonly memoryMs: number = UNREACHABLE_MEMORY_MS,
+    private readonly maxEntries: number = 1_024,
+  ) {}
+
+  remember(address: string, now: number = Date.now()): void {
+    // Insertion order is age order: drop the oldest when full.
+    if (this.until.size >= this.maxEntries) {
+      const oldest = this.until.keys().next().value;
+      if (oldest !== undefined) this.until.delete(oldest);
+    }
+    this.until.delete(address);
+    this.until.set(address, now + this.memoryMs);
+  }
+
+  /** Ms left before `address` may be dialled again; 0 when it may be now. */
+  remaining(address: string, now: number = Date.now()): number {
+    const until = this.until.get(address);
+    if (until === undefined) return 0;
+    if (until <= now) {
+      this.until.delete(address);
+      return 0;
+    }
+    return until - now;
   }
 }
 
@@ -72,6 +110,7 @@ export async function connectWithin<T>(
 export function withConnectTimeout(
   factory: (components: TCPComponents) => Transport,
   timeoutFor: (ma: Multiaddr) => number | undefined,
+  unreachable: UnreachableAddresses = new UnreachableAddresses(),
 ): (components: TCPComponents) => Transport {
   return (components) => {
     const transport = factory(components);
@@ -85,7 +124,21 @@ export function withConnectTimeout(
     Reflect.set(transport, '_connect', (ma: Multiaddr, options: TCPDialOptions): Promise<net.Socket> => {
       const timeoutMs = timeoutFor(ma);
       if (timeoutMs === undefined) return connect(ma, options);
-      return connectWithin((signal) => connect(ma, { ...options, signal }), options.signal, timeoutMs);
+      const address = ma.toString();
+      const waitMs = unreachable.remaining(address);
+      if (waitMs > 0) {
+        return Promise.reject(
+          new ConnectTimeoutError(
+            `no connection within ${timeoutMs} ms on the last try; not dialled again for ${waitMs} ms`,
+          ),
+        );
+      }
+      return connectWithin((signal) => connect(ma, { ...options, signal }), options.signal, timeoutMs).catch(
+        (err: unknown) => {
+          if (err instanceof ConnectTimeoutError) unreachable.remember(address);
+          throw err;
+        },
+      );
     });
     return transport;
   };

@@ -24,3 +24,10 @@ export const LOCAL_ENDPOINT_ERRORS: ReadonlySet<string> = new Set([
  * room for one lost SYN (Linux retransmits it after 1 s). See connect-timeout.ts.
  */
 export const PRIVATE_CONNECT_TIMEOUT_MS = 1_500;
+
+/**
+ * How long a peer's non-public address whose connect timed out is not dialled again, in ms: long
+ * enough to span a fail-over (every new stream, the DHT and the hole puncher dial the peer), short
+ * enough that a pod IP that was only briefly unreachable is tried again soon.
+ */
+export const UNREACHABLE_MEMORY_MS = 30_000;

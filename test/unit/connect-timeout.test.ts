@@ -15,6 +15,7 @@ import {
   ConnectTimeoutError,
   connectTimeoutFor,
   connectWithin,
+  UnreachableAddresses,
   withConnectTimeout,
 } from '../../sidecar/nat/connect-timeout.js';
 import { PRIVATE_CONNECT_TIMEOUT_MS } from '../../sidecar/nat/constants.js';
@@ -51,6 +52,18 @@ describe('connectWithin', () => {
       ConnectTimeoutError,
     );
     expect(Date.now() - t0).toBeGreaterThanOrEqual(95);
+  });
+
+  it('reports a timeout as such even when the connect step rejects with its own AbortError', async () => {
+    const likeTcp = (signal: AbortSignal): Promise<never> =>
+      new Promise((_, reject) =>
+        signal.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError')), {
+          once: true,
+        }),
+      );
+    await expect(connectWithin(likeTcp, new AbortController().signal, 50)).rejects.toBeInstanceOf(
+      ConnectTimeoutError,
+    );
   });
 
   it("passes the dial's own abort on, with its reason", async () => {
@@ -109,6 +122,50 @@ describe('withConnectTimeout', () => {
     );
     await expect(connect(multiaddr('/ip4/8.8.8.8/tcp/1'), { signal })).resolves.toBe('socket');
     expect(seen).toEqual([{ ma: '/ip4/8.8.8.8/tcp/1', aborted: false }]);
+  });
+
+  it('an address whose connect timed out fails at once until its memory expires; other peers are dialled', async () => {
+    let connects = 0;
+    const fake = (): Transport =>
+      ({
+        _connect: (_ma: unknown, options: TCPDialOptions) => {
+          connects++;
+          return neverConnects(options.signal);
+        },
+      }) as unknown as Transport;
+    const memory = new UnreachableAddresses(300);
+    const transport = withConnectTimeout(fake, () => 50, memory)({} as TCPComponents);
+    const connect = Reflect.get(transport, '_connect') as (
+      ma: unknown,
+      o: { signal: AbortSignal },
+    ) => Promise<unknown>;
+    const signal = new AbortController().signal;
+    const p1 = multiaddr('/ip4/10.244.1.5/tcp/4001/p2p/12D3KooWPrDMwLDGqsNpbCGopdyqF58YrhU7BCkvEBn4oTvyLnuN');
+    const p2 = multiaddr('/ip4/10.244.1.5/tcp/4001/p2p/12D3KooWQeKVoNyeCrsraLRBrzCP4vnQN6nSuPxcNAe9fX4GDAj3');
+    await expect(connect(p1, { signal })).rejects.toBeInstanceOf(ConnectTimeoutError);
+    expect(connects).toBe(1);
+    const t0 = Date.now();
+    await expect(connect(p1, { signal })).rejects.toThrow(/not dialled again for \d+ ms/);
+    expect(Date.now() - t0).toBeLessThan(40);
+    expect(connects).toBe(1);
+    // The same IP and port of another peer (another cluster reusing the pod range) is its own address.
+    await expect(connect(p2, { signal })).rejects.toBeInstanceOf(ConnectTimeoutError);
+    expect(connects).toBe(2);
+    await sleep(320);
+    await expect(connect(p1, { signal })).rejects.toBeInstanceOf(ConnectTimeoutError);
+    expect(connects).toBe(3);
+  });
+
+  it('the memory stays bounded, dropping the oldest address first', () => {
+    const memory = new UnreachableAddresses(60_000, 2);
+    memory.remember('a', 0);
+    memory.remember('b', 1);
+    memory.remember('c', 2);
+    expect([memory.remaining('a', 3), memory.remaining('b', 3) > 0, memory.remaining('c', 3) > 0]).toEqual([
+      0,
+      true,
+      true,
+    ]);
   });
 
   it('real nodes: a connection made within a short timeout stays open after it', async () => {
