@@ -30,14 +30,10 @@ export class ConnectTimeoutError extends Error {
 }
 
 /** The connect timeout for `ma` under `policy`: undefined (the dial's own) for public addresses. */
-export function connectTimeoutFor(
-  ma: Multiaddr,
-  policy: AddressPolicy,
-  privateMs: number = PRIVATE_CONNECT_TIMEOUT_MS,
-): number | undefined {
+export function connectTimeoutFor(ma: Multiaddr, policy: AddressPolicy): number | undefined {
   const ip = AddressPolicy.ipOf(ma.toString());
   if (ip === undefined) return undefined;
-  return policy.isPublic(ip) ? undefined : privateMs;
+  return policy.isPublic(ip) ? undefined : PRIVATE_CONNECT_TIMEOUT_MS;
 }
 
 /**

@@ -16,6 +16,7 @@ import { type LabNodeProcess, startLabNode } from '../helpers/lab-node.js';
 import { eventually, type LogLine, testSwarmKey } from '../helpers/node-process.js';
 import { createLab, describeLab, type Lab } from './index.js';
 import {
+  forwardsAgain,
   KEY_ENV,
   MiB,
   relayBootstrap,
@@ -254,11 +255,9 @@ describeLab('NAT lab: hole punching and relays', () => {
     await relays[victim]?.kill();
 
     // s/0 forwards again through the other relay: poll with real traffic.
-    const recovered = await eventually(
-      async () => {
-        const r = await traffic(lab.host('s'), ['echo', String(LOCAL.echo), '65536'], 5_000);
-        return r.ok ? Date.now() : undefined;
-      },
+    const recovered = await forwardsAgain(
+      lab.host('s'),
+      LOCAL.echo,
       15_000,
       'forward from the symmetric site after the relay died',
     );

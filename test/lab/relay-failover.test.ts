@@ -17,6 +17,7 @@ import { type LabNodeProcess, startLabNode } from '../helpers/lab-node.js';
 import { eventually, testSwarmKey } from '../helpers/node-process.js';
 import { createLab, describeLab, type Lab } from './index.js';
 import {
+  forwardsAgain,
   KEY_ENV,
   MiB,
   relayBootstrap,
@@ -140,11 +141,9 @@ describeLab('NAT lab: a relay-only site with one reservation fails over to anoth
     // A failed expectation below must not leave the sampler polling a stopped node for ever
     // (jest would never exit): it stops in `finally`.
     try {
-      const recovered = await eventually(
-        async () => {
-          const r = await traffic(lab.host('b'), ['echo', String(LOCAL.echo), '65536'], 5_000);
-          return r.ok ? Date.now() : undefined;
-        },
+      const recovered = await forwardsAgain(
+        lab.host('b'),
+        LOCAL.echo,
         20_000,
         'forward to the relay-only site after relay0 died',
       ).catch(async (err: unknown) => {

@@ -6,6 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type LabNodeProcess, startLabNode } from '../helpers/lab-node.js';
+import { eventually } from '../helpers/node-process.js';
 import { type Lab, type LabHost, LineReader, labTool, waitForExit } from './index.js';
 
 export const MiB = 1024 * 1024;
@@ -33,6 +34,26 @@ export async function traffic(host: LabHost, args: string[], timeoutMs = 60_000)
   } catch {
     return { ok: false, error: `no result (exit ${r.code}): ${r.stderr.slice(-300)}` };
   }
+}
+
+/**
+ * Polls a forwarded local port with a 64 KiB echo (each try bounded to 5 s) until one comes back
+ * intact; resolves with the time it did (Date.now()), rejects after `timeoutMs`.
+ */
+export function forwardsAgain(
+  host: LabHost,
+  localPort: number,
+  timeoutMs: number,
+  what: string,
+): Promise<number> {
+  return eventually(
+    async () => {
+      const r = await traffic(host, ['echo', String(localPort), '65536'], 5_000);
+      return r.ok ? Date.now() : undefined;
+    },
+    timeoutMs,
+    what,
+  );
 }
 
 /** Starts a traffic server per named port on a host, pushing each child to `servers` once listening. */
