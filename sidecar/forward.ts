@@ -296,6 +296,24 @@ export class ForwardListener {
   private async streamTo(peer: string): Promise<Stream> {
     const connection = await this.connectionTo(peer);
     try {
+      return await this.newStream(peer, connection);
+    } catch (err) {
+      // A relayed connection that a hole punch just replaced closes under a stream being opened
+      // on it (seen in the e2e: "Unexpected EOF", a client's connection reset). Once more on the
+      // connection that replaced it; a refusal or a timeout is the peer's answer, not the path's.
+      const next = bestConnection(this.c.libp2p.getConnections(this.peerIdOf(peer)));
+      const replaced = next !== undefined && next !== connection;
+      if (!(err instanceof StreamOpenError) || err.reason !== 'dial_failed' || !replaced) throw err;
+      this.c.logger.debug(
+        { event: 'stream_retried', service: this.config.name, peer, err },
+        'stream open failed on a connection that was replaced, opening it on the new one',
+      );
+      return this.newStream(peer, next);
+    }
+  }
+
+  private async newStream(peer: string, connection: Connection): Promise<Stream> {
+    try {
       return await connection.newStream(this.protocol, {
         signal: AbortSignal.timeout(this.streamTimeoutMs),
         runOnLimitedConnection: true,

@@ -194,6 +194,38 @@ describe('forward: provider selection per new connection', () => {
     expect(stateOf(pool, slow)).toMatchObject({ attempts: 2, picks: 2 });
   });
 
+  it('opens the stream again on the connection that replaced one closing under it (hole punch)', async () => {
+    const only = await provider('only', true, { outcome: 'connect', delayMs: 0 });
+    const direct = only.connection;
+    // The relayed connection the forward picks: it closes as the stream opens, after the direct one
+    // that replaces it is up (the order DCUtR leaves them in).
+    only.connection = {
+      ...(direct as Connection),
+      newStream: async () => {
+        only.connection = direct;
+        throw new Error('Unexpected EOF');
+      },
+    } as unknown as Connection;
+    const { port, pool } = await forwarder([only]);
+    expect(await ask(port)).toBe('only');
+    expect(stateOf(pool, only)).toMatchObject({ failures: 0, picks: 1 });
+  });
+
+  it('does not open it again when no other connection is there: the provider failed', async () => {
+    const only = await provider('only', true, { outcome: 'hang' });
+    const broken = {
+      ...(only.connection as Connection),
+      newStream: async () => {
+        throw new Error('Unexpected EOF');
+      },
+    } as unknown as Connection;
+    only.connection = broken;
+    const { port, pool } = await forwarder([only]);
+    // The client's connection is reset, as for any stream that cannot be opened.
+    await expect(ask(port)).rejects.toThrow(/ECONNRESET/);
+    expect(stateOf(pool, only)?.failures).toBeGreaterThanOrEqual(1);
+  });
+
   it('still tries a provider in backoff when it is the only one left', async () => {
     const only = await provider('only', false, { outcome: 'connect', delayMs: 0 });
     const { port, pool } = await forwarder([only]);
