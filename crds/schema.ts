@@ -2,11 +2,13 @@
  * PeerNetwork and PeerTunnel (peertunnel.io/v1alpha1): the one source of truth for both their
  * TypeScript types and the `openAPIV3Schema` of their CRDs (`crds/generate.ts` writes the YAML).
  *
- * Limits follow the node config the sidecar runs (`sidecar/config.ts`): a service name is a DNS
- * label, at most 64 exposes and 64 forwards, at most 64 bootstrap peers and public ranges. What a
+ * Limits are the node config's (`contracts/limits.ts`), and a service name is a DNS label as in the
+ * node config, so what the API server accepts renders a sidecar config the node accepts. What a
  * structural schema cannot say is a CEL rule with a message that names the intent, not the CEL.
  */
 import type { V1ObjectMeta } from '@kubernetes/client-node';
+import { LIMITS } from '../contracts/limits.js';
+import { TUNNEL_PATHS } from '../contracts/paths.js';
 import { DEFAULT_DHT_PROTOCOL, SERVICE_NAME_PATTERN } from '../sidecar/config.js';
 import {
   arr,
@@ -27,23 +29,6 @@ export const GROUP = 'peertunnel.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 export const CATEGORY = 'peertunnel-io';
-
-/** Limits shared with sidecar/config.ts (its zod schema enforces the same maxima). */
-export const LIMITS = {
-  exposes: 64,
-  forwards: 64,
-  bootstrap: 64,
-  publicRanges: 64,
-  announce: 16,
-  matchLabels: 64,
-  matchExpressions: 32,
-  expressionValues: 64,
-  conditions: 16,
-  /** Pods named in status.pods.missingSidecar; the count is in status.pods. */
-  missingSidecar: 32,
-  relayAddresses: 64,
-  relayReplicas: 10,
-} as const;
 
 /** Defaults the API server fills in; code that reads objects not yet defaulted uses the same values. */
 export const DEFAULTS = {
@@ -73,8 +58,22 @@ const IPV4 = `(${OCTET}\\.){3}${OCTET}`;
 const IPV6 = '[0-9a-fA-F.]*:[0-9a-fA-F:.]*';
 const IP = `^(${IPV4}|${IPV6})$`;
 const CIDR = `^(${IPV4}/(3[0-2]|[12]?[0-9])|${IPV6}/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))$`;
-const MULTIADDR = '^/(ip4|ip6|dns|dns4|dns6|dnsaddr)/[^\\s]+$';
-const MULTIADDR_WITH_PEER = '^/(ip4|ip6|dns|dns4|dns6|dnsaddr)/[^\\s]+/p2p/[A-Za-z0-9]+$';
+const PORT = '([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])';
+const HOSTNAME =
+  '[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*';
+/** Base58btc peer IDs: Ed25519 (12D3KooW...), RSA (Qm...), secp256k1 (16Uiu2HA...). */
+const PEER_ID =
+  '(12D3KooW[1-9A-HJ-NP-Za-km-z]{44}|Qm[1-9A-HJ-NP-Za-km-z]{44}|16Uiu2HA[1-9A-HJ-NP-Za-km-z]{45})';
+/** A TCP address as sidecar/address-check.ts reads it (a private network runs over TCP only). */
+const TCP_ADDR = `/(ip4/${IPV4}|ip6/${IPV6}|(dns|dns4|dns6)/${HOSTNAME})/tcp/${PORT}`;
+const MULTIADDR = `^${TCP_ADDR}$`;
+const MULTIADDR_WITH_PEER = `^(${TCP_ADDR}|/dnsaddr/${HOSTNAME})/p2p/${PEER_ID}$`;
+/** The IPv6 pattern is loose: CEL's isIP checks the address of an /ip6/ multiaddr. */
+const IP6_MULTIADDR_RULE = {
+  rule: "!self.startsWith('/ip6/') || isIP(self.split('/')[2])",
+  message: 'the address after /ip6/ is not a valid IPv6 address',
+  reason: 'FieldValueInvalid',
+} as const;
 const LABEL_KEY =
   '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$';
 const LABEL_VALUE = '^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$';
@@ -189,6 +188,7 @@ const bootstrapAddr = str({
     'A multiaddr with the peer ID, e.g. /dns4/relay.example.net/tcp/4001/p2p/12D3KooW... (TCP: a private network does not use QUIC).',
   maxLength: 512,
   pattern: MULTIADDR_WITH_PEER,
+  validations: [IP6_MULTIADDR_RULE],
 });
 
 const relay = obj(
@@ -233,6 +233,7 @@ const relay = obj(
             'A multiaddr without the peer ID under which other clusters reach the relays, e.g. /dns4/relay.example.net/tcp/4001.',
           maxLength: 512,
           pattern: MULTIADDR,
+          validations: [IP6_MULTIADDR_RULE],
         }),
         {
           description:
@@ -415,9 +416,17 @@ const labelSelector = obj(
   },
   {
     description:
-      'Which pods of this namespace get the sidecar (a label selector; matchLabels and matchExpressions all must hold). An empty selector selects every pod of the namespace.',
+      'Which pods of this namespace get the sidecar (a label selector; matchLabels and matchExpressions all must hold). It must name at least one label: a selector that selects every pod of the namespace is refused.',
     // A selector is one value to server-side apply: merging two selectors field by field is wrong.
     mapType: 'atomic',
+    validations: [
+      {
+        rule: '(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)',
+        message:
+          'the selector selects every pod of the namespace: name at least one label in matchLabels or matchExpressions',
+        reason: 'FieldValueRequired',
+      },
+    ],
   },
 );
 
@@ -432,9 +441,18 @@ const expose = obj(
     host: opt(
       str({
         description:
-          'The IP address the sidecar dials for each incoming connection. Default 127.0.0.1: the application in the same pod.',
+          'The IP address the sidecar dials for each incoming connection. Default 127.0.0.1: the application in the same pod. Any other address is refused unless the operator setting allowRemoteExposeNamespaces (Helm value operator.allowRemoteExposeNamespaces) lists this namespace; link-local (the cloud metadata service), unspecified, multicast and broadcast addresses never.',
         maxLength: 45,
         pattern: IP,
+        validations: [
+          {
+            // ip() refuses IPv4-mapped IPv6 addresses, so ::ffff:169.254.169.254 is refused too.
+            rule: 'isIP(self) && (ip(self).isLoopback() || ip(self).isGlobalUnicast())',
+            message:
+              'expected a loopback or unicast IP address: link-local (the cloud metadata service), unspecified, multicast and broadcast addresses are never a target',
+            reason: 'FieldValueForbidden',
+          },
+        ],
       }),
     ),
   },
@@ -519,9 +537,6 @@ export const peerTunnelSpecSchema = obj(
   },
 );
 
-export const PATHS = ['none', 'direct', 'hole-punched', 'port-mapped', 'relayed', 'mixed'] as const;
-export type PathKind = (typeof PATHS)[number];
-
 export const peerTunnelStatusSchema = obj(
   {
     observedGeneration: opt(observedGeneration),
@@ -553,7 +568,7 @@ export const peerTunnelStatusSchema = obj(
               enumOf({
                 description:
                   'How the sidecars reach the providers: none (no connection yet), direct, hole-punched, port-mapped, relayed, or mixed (different pods, different paths).',
-                values: PATHS,
+                values: TUNNEL_PATHS,
               }),
             ),
           },

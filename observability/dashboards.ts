@@ -235,6 +235,20 @@ export const overview: DashboardSpec = {
         },
       ],
     },
+    {
+      type: 'timeseries',
+      title: 'Refused inbound connections',
+      description:
+        'Connections refused before the private-network handshake, by reason (rate per address, pending per address, nonce deadline): a source without the key probing or flooding the port.',
+      w: 24,
+      unit: 'ops',
+      targets: [
+        {
+          expr: `sum by (reason) (rate(peertunnel_inbound_refused_total[${RI}]))`,
+          legendFormat: '{{reason}}',
+        },
+      ],
+    },
   ]),
 };
 
@@ -358,14 +372,40 @@ export const services: DashboardSpec = {
     },
     {
       type: 'timeseries',
-      title: 'Refused inbound streams',
-      description: 'Streams from network members that asked for a service this node does not expose.',
+      title: 'Refused by limits',
+      description:
+        "What members asked for and did not get: streams for a name not exposed or beyond a peer's or the node's share, relay reservations beyond an address's share (and reservations dropped on disconnect), DHT records beyond a peer's share.",
       w: 12,
       unit: 'ops',
       targets: [
         {
           expr: `sum by (reason) (rate(peertunnel_streams_refused_total[${RI}]))`,
-          legendFormat: '{{reason}}',
+          legendFormat: 'stream {{reason}}',
+        },
+        {
+          expr: `sum by (reason) (rate(peertunnel_relay_reservations_refused_total[${RI}]))`,
+          legendFormat: 'reservation {{reason}}',
+        },
+        {
+          expr: `sum by (reason) (rate(peertunnel_relay_reservations_dropped_total[${RI}]))`,
+          legendFormat: 'reservation dropped {{reason}}',
+        },
+        {
+          expr: `sum by (reason) (rate(peertunnel_dht_records_refused_total[${RI}]))`,
+          legendFormat: 'DHT record {{reason}}',
+        },
+      ],
+    },
+    {
+      type: 'timeseries',
+      title: 'Exposed targets refusing',
+      description: 'Exposed services whose local target refuses connections: not announced meanwhile.',
+      w: 12,
+      unit: 'short',
+      targets: [
+        {
+          expr: 'count by (service) (peertunnel_expose_target_up == 0)',
+          legendFormat: '{{service}}',
         },
       ],
     },

@@ -7,13 +7,14 @@
  * sidecar is skipped as AlreadyInjected (webhook reinvocation, retried requests), and one that
  * carries another version of it gets that container replaced, never a second one.
  */
-import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import type { V1Container, V1Pod, V1Volume } from '@kubernetes/client-node';
 import type { PeerNetwork, PeerTunnel } from '../crds/schema.js';
 import { escapePointerToken, type JsonPatchOp } from './jsonpatch.js';
 import { type Skip, SkipReason } from './reasons.js';
 import { renderSidecar } from './render.js';
 import { matchesSelector } from './selector.js';
 import { ALWAYS_EXCLUDED_NAMESPACES, type InjectSettings } from './settings.js';
+import { tunnelPolicyProblem } from './tunnel-policy.js';
 
 /** `"false"` (or `"disabled"`) as annotation or label opts a pod out. */
 export const INJECT_ANNOTATION = 'peertunnel.io/inject';
@@ -126,6 +127,15 @@ function containerOps(
   return ops;
 }
 
+/** Adds the swarm-key volume, or replaces one of the same name (a sidecar of another version). */
+function volumeOps(pod: V1Pod, volume: V1Volume): JsonPatchOp[] {
+  const volumes = pod.spec?.volumes;
+  if (volumes === undefined) return [{ op: 'add', path: '/spec/volumes', value: [volume] }];
+  const index = volumes.findIndex((v) => v.name === volume.name);
+  if (index >= 0) return [{ op: 'replace', path: `/spec/volumes/${index}`, value: volume }];
+  return [{ op: 'add', path: '/spec/volumes/-', value: volume }];
+}
+
 /**
  * Decides what to do with a pod being created. `tunnels` and `networks` may span namespaces; only
  * the pod's own are used. `pod.metadata.namespace` must be set (an AdmissionRequest carries the
@@ -148,8 +158,14 @@ export function inject(
   if (optOut !== undefined && OPT_OUT_VALUES.has(optOut)) {
     return skip(SkipReason.OptedOut, `the pod sets ${INJECT_ANNOTATION}: "${optOut}"`);
   }
-  const selecting = selectingTunnels(pod, namespace, tunnels);
-  if (selecting.length === 0) return skip(SkipReason.NoMatchingTunnel, 'no PeerTunnel selects the pod');
+  const matching = selectingTunnels(pod, namespace, tunnels);
+  if (matching.length === 0) return skip(SkipReason.NoMatchingTunnel, 'no PeerTunnel selects the pod');
+  // Refused tunnels (an empty selector, a remote expose host the namespace may not have) inject
+  // nothing; the others that select the pod still do.
+  const refusals = matching.map((t) => tunnelPolicyProblem(t, settings.allowRemoteExposeNamespaces));
+  const selecting = matching.filter((_t, i) => refusals[i] === undefined);
+  const refused = refusals.find((r) => r !== undefined);
+  if (selecting.length === 0 && refused !== undefined) return { kind: 'skipped', ...refused };
   const names = selecting.map((t) => t.metadata.name ?? '');
   if (pod.spec?.hostNetwork === true) {
     return skip(
@@ -178,6 +194,7 @@ export function inject(
     network,
     settings,
     podPorts: declaredPorts(pod, settings.containerName),
+    terminationGracePeriodSeconds: pod.spec?.terminationGracePeriodSeconds,
   });
   if (rendered.kind === 'skipped') return rendered;
 
@@ -188,6 +205,7 @@ export function inject(
   }
   const patch = [
     ...containerOps(pod, rendered.container, settings.nativeSidecars, found),
+    ...volumeOps(pod, rendered.volume),
     ...annotationOps(pod, {
       [HASH_ANNOTATION]: rendered.hash,
       [TUNNELS_ANNOTATION]: rendered.tunnels.join(','),

@@ -4,7 +4,8 @@
  */
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
-import { createLogger, type LogLevel } from '../sidecar/logger.js';
+import { isLogLevel, type LogLevel } from '../contracts/log-levels.js';
+import { createLogger } from '../sidecar/logger.js';
 import { loadKubeConfig } from './kube.js';
 import { Operator, type OperatorOptions } from './operator.js';
 import { OperatorUsageError } from './runtime-errors.js';
@@ -64,6 +65,7 @@ export function parseOperatorArgs(
       kubeconfig: { type: 'string' },
       'sidecar-image': { type: 'string' },
       'native-sidecars': { type: 'string' },
+      'allow-remote-expose-namespaces': { type: 'string' },
       'health-listen': { type: 'string' },
       'webhook-listen': { type: 'string' },
       'webhook-reuse-port': { type: 'boolean' },
@@ -122,8 +124,8 @@ export function parseOperatorArgs(
   ];
   const configName = v['webhook-config'] ?? 'peertunnel';
   const leaseMs = seconds('--lease-duration', v['lease-duration'], 15_000);
-  const logLevel = (v['log-level'] ?? 'info') as LogLevel;
-  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(logLevel)) {
+  const logLevel = v['log-level'] ?? 'info';
+  if (!isLogLevel(logLevel)) {
     throw new OperatorUsageError('--log-level', `unknown level "${logLevel}"`);
   }
   return {
@@ -134,6 +136,10 @@ export function parseOperatorArgs(
       operatorNamespace: namespace,
       image,
       nativeSidecars: nativeFlag === 'auto' ? 'auto' : nativeFlag === 'true',
+      allowRemoteExposeNamespaces: (v['allow-remote-expose-namespaces'] ?? '')
+        .split(',')
+        .map((n) => n.trim())
+        .filter((n) => n !== ''),
     },
     health: hostPort('--health-listen', v['health-listen'] ?? '0.0.0.0:8080'),
     webhook: {

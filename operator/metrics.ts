@@ -1,5 +1,5 @@
 /**
- * The operator's metric families (design §4), in one place, registered on a registry the caller
+ * The operator's metric families (docs/architecture.md, Observability), in one place, registered on a registry the caller
  * owns: one per process, tests make their own. Labels are bounded: kinds, results and skip reason
  * codes; never object or pod names (those are in status and events).
  */
@@ -22,6 +22,7 @@ export interface OperatorMetrics {
   leader: Gauge;
   informerRestarts: Counter<'resource'>;
   statusWrites: Counter<'kind'>;
+  sidecarStatusInvalid: Counter;
 }
 
 export function createOperatorMetrics(
@@ -86,6 +87,11 @@ export function createOperatorMetrics(
       name: 'peertunnel_operator_status_writes_total',
       help: 'Status updates written (a reconcile writes only when the status changed).',
       labelNames: ['kind'],
+      registers,
+    }),
+    sidecarStatusInvalid: new Counter({
+      name: 'peertunnel_operator_sidecar_status_invalid_total',
+      help: "Sidecar /status answers refused for breaking the status contract (an unknown path, a missing name); that pod's report is not counted.",
       registers,
     }),
   };

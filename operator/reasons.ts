@@ -25,6 +25,10 @@ export const SkipReason = {
   PortConflict: 'PortConflict',
   /** The rendered node config does not pass the sidecar's own validation. */
   InvalidConfig: 'InvalidConfig',
+  /** The only tunnels selecting the pod have an empty selector (one that selects every pod). */
+  SelectorSelectsEverything: 'SelectorSelectsEverything',
+  /** The only tunnels selecting the pod expose a non-loopback host the namespace may not reach. */
+  RemoteExposeNotAllowed: 'RemoteExposeNotAllowed',
 } as const;
 
 export type SkipReasonCode = (typeof SkipReason)[keyof typeof SkipReason];

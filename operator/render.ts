@@ -6,9 +6,10 @@
  * disagree; otherwise the result is a skip reason, never a half-right sidecar.
  */
 import { createHash } from 'node:crypto';
-import type { V1Container, V1Probe, V1SecurityContext } from '@kubernetes/client-node';
+import type { V1Container, V1Probe, V1SecurityContext, V1Volume } from '@kubernetes/client-node';
+import { LIMITS } from '../contracts/limits.js';
 import { DEFAULTS, type PeerNetwork, type PeerTunnel } from '../crds/schema.js';
-import { CONFIG_ENV, DEFAULT_SWARM_KEY_ENV, type NodeConfigInput, parseConfig } from '../sidecar/config.js';
+import { CONFIG_ENV, type NodeConfigInput, parseConfig } from '../sidecar/config.js';
 import { type Skip, SkipReason } from './reasons.js';
 import type { InjectSettings } from './settings.js';
 
@@ -17,13 +18,47 @@ export const P2P_PORT_NAME = 'pt-p2p';
 export const ADMIN_PORT_NAME = 'pt-admin';
 /** The CLI subcommand the sidecar runs; the image's entrypoint is the `peertunnel` CLI. */
 export const SIDECAR_ARGS: readonly string[] = ['node'];
-/** Bootstrap peers the node config accepts (sidecar/config.ts). */
-const MAX_BOOTSTRAP = 64;
+/** The pod volume holding the network's swarm key, and where the sidecar mounts it (read-only). */
+export const SWARM_KEY_VOLUME = 'peertunnel-swarm-key';
+export const SWARM_KEY_DIR = '/var/run/secrets/peertunnel.io/swarm-key';
+export const SWARM_KEY_FILE = `${SWARM_KEY_DIR}/swarm.key`;
+/** Kubernetes' default terminationGracePeriodSeconds. */
+const DEFAULT_GRACE_SECONDS = 30;
+
+/**
+ * The drain a stopping sidecar gets: two thirds of the pod's grace period, so it closes what is
+ * left before the kubelet's SIGKILL (20 s of the default 30).
+ */
+export function drainSecondsFor(terminationGracePeriodSeconds: number | undefined): number {
+  const grace = terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
+  return Math.max(0, Math.min(3600, Math.floor((grace * 2) / 3)));
+}
+
+/**
+ * The swarm key as a read-only file from the network's Secret: an env var would be readable by
+ * anyone with pods/exec (and in /proc/<pid>/environ) for the life of the process.
+ */
+export function swarmKeyVolume(network: PeerNetwork): V1Volume {
+  const ref = network.spec.swarmKeySecretRef;
+  return {
+    name: SWARM_KEY_VOLUME,
+    secret: {
+      secretName: ref.name,
+      items: [{ key: ref.key ?? DEFAULTS.swarmKeySecretKey, path: 'swarm.key' }],
+      // Readable by the sidecar's non-root user without an fsGroup on the pod; only the sidecar
+      // mounts the volume.
+      defaultMode: 0o444,
+      optional: false,
+    },
+  };
+}
 
 export interface RenderedSidecar {
   kind: 'rendered';
   /** The container to inject (native sidecars carry `restartPolicy: Always`). */
   container: V1Container;
+  /** The pod volume the container mounts the swarm key from. */
+  volume: V1Volume;
   /** The node config as rendered into the PEERTUNNEL_CONFIG env var (defaults left to the node). */
   config: NodeConfigInput;
   /** A short hash of everything injected; equal hashes mean an identical sidecar. */
@@ -43,6 +78,8 @@ export interface RenderInput {
   settings: InjectSettings;
   /** Ports the pod's own containers declare: a forward must not listen on them. */
   podPorts?: readonly number[];
+  /** The pod's terminationGracePeriodSeconds: the sidecar's drain stays below it. */
+  terminationGracePeriodSeconds?: number | undefined;
 }
 
 const skipped = (reason: Skip['reason'], message: string): RenderResult => ({
@@ -141,7 +178,7 @@ function portProblem(
 export function bootstrapPeers(network: PeerNetwork): string[] {
   const all = [...(network.spec.bootstrap ?? []), ...(network.status?.relayAddresses ?? [])];
   // Dedupe keeping order; beyond the node's limit the later (operator-run) ones are dropped.
-  return [...new Set(all)].slice(0, MAX_BOOTSTRAP);
+  return [...new Set(all)].slice(0, LIMITS.bootstrap);
 }
 
 /** The node config of the sidecar; only what differs from the node's defaults or must be explicit. */
@@ -149,11 +186,12 @@ export function renderNodeConfig(
   merged: Merged,
   network: PeerNetwork,
   settings: InjectSettings,
+  terminationGracePeriodSeconds?: number,
 ): NodeConfigInput {
   const spec = network.spec;
   const config: NodeConfigInput = {
     role: 'sidecar',
-    swarmKey: { env: DEFAULT_SWARM_KEY_ENV },
+    swarmKey: { file: SWARM_KEY_FILE },
     listen: [`/ip4/0.0.0.0/tcp/${settings.p2pPort}`],
     bootstrap: bootstrapPeers(network),
     dht: { protocol: spec.dht?.protocol ?? DEFAULTS.dhtProtocol },
@@ -167,9 +205,34 @@ export function renderNodeConfig(
     // All addresses, so the kubelet's probes reach it on the pod IP.
     admin: { listen: `0.0.0.0:${settings.adminPort}` },
     log: { level: settings.logLevel },
+    shutdown: { drainSeconds: drainSecondsFor(terminationGracePeriodSeconds) },
   };
   if ((spec.publicRanges ?? []).length > 0) config.publicRanges = spec.publicRanges;
+  // The node sizes its stream limits to the memory the container may use.
+  const memoryMiB = memoryLimitMiB(settings.resources.limits.memory);
+  if (memoryMiB !== undefined) config.limits = { memoryMiB };
   return config;
+}
+
+const QUANTITY_MIB: Record<string, number> = {
+  '': 1 / 1024 ** 2,
+  Ki: 1 / 1024,
+  Mi: 1,
+  Gi: 1024,
+  Ti: 1024 ** 2,
+  k: 1e3 / 1024 ** 2,
+  M: 1e6 / 1024 ** 2,
+  G: 1e9 / 1024 ** 2,
+  T: 1e12 / 1024 ** 2,
+};
+
+/** A Kubernetes memory quantity (256Mi, 1Gi, 500M, 268435456) in whole MiB; undefined when unset or unreadable. */
+export function memoryLimitMiB(quantity: string | undefined): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(quantity?.trim() ?? '');
+  if (m === null) return undefined;
+  const mib = Math.floor(Number(m[1]) * (QUANTITY_MIB[m[2] ?? ''] ?? 0));
+  // The node's schema starts at 64 MiB; a smaller limit could not run it anyway.
+  return mib >= 64 ? Math.min(mib, 1_048_576) : undefined;
 }
 
 /** Passes the restricted Pod Security Standard on its own, whatever the pod-level context says. */
@@ -193,27 +256,15 @@ const probe = (path: string, periodSeconds: number, failureThreshold: number): V
   failureThreshold,
 });
 
-/** The container that runs `config`; the swarm key comes from the network's Secret. */
-export function renderContainer(
-  config: NodeConfigInput,
-  network: PeerNetwork,
-  settings: InjectSettings,
-): V1Container {
-  const ref = network.spec.swarmKeySecretRef;
+/** The container that runs `config`; the swarm key is a file of the `swarmKeyVolume`. */
+export function renderContainer(config: NodeConfigInput, settings: InjectSettings): V1Container {
   const container: V1Container = {
     name: settings.containerName,
     image: settings.image,
     imagePullPolicy: settings.imagePullPolicy,
     args: [...SIDECAR_ARGS],
-    env: [
-      { name: CONFIG_ENV, value: JSON.stringify(config) },
-      {
-        name: DEFAULT_SWARM_KEY_ENV,
-        valueFrom: {
-          secretKeyRef: { name: ref.name, key: ref.key ?? DEFAULTS.swarmKeySecretKey, optional: false },
-        },
-      },
-    ],
+    env: [{ name: CONFIG_ENV, value: JSON.stringify(config) }],
+    volumeMounts: [{ name: SWARM_KEY_VOLUME, mountPath: SWARM_KEY_DIR, readOnly: true }],
     ports: [
       { name: P2P_PORT_NAME, containerPort: settings.p2pPort, protocol: 'TCP' },
       { name: ADMIN_PORT_NAME, containerPort: settings.adminPort, protocol: 'TCP' },
@@ -246,9 +297,14 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
-export function sidecarHash(container: V1Container, tunnels: readonly string[], network: string): string {
+export function sidecarHash(
+  container: V1Container,
+  tunnels: readonly string[],
+  network: string,
+  volume?: V1Volume,
+): string {
   return createHash('sha256')
-    .update(canonicalJson({ container, tunnels, network }))
+    .update(canonicalJson({ container, tunnels, network, volume }))
     .digest('hex')
     .slice(0, 16);
 }
@@ -273,7 +329,7 @@ export function renderSidecar(input: RenderInput): RenderResult {
   const problem = portProblem(merged, settings, input.podPorts ?? []);
   if (problem !== undefined) return skipped(SkipReason.PortConflict, problem);
 
-  const config = renderNodeConfig(merged, network, settings);
+  const config = renderNodeConfig(merged, network, settings, input.terminationGracePeriodSeconds);
   if ((config.bootstrap ?? []).length === 0) {
     return skipped(
       SkipReason.NetworkNotReady,
@@ -287,12 +343,14 @@ export function renderSidecar(input: RenderInput): RenderResult {
     // sidecar that would exit at start.
     return skipped(SkipReason.InvalidConfig, err instanceof Error ? err.message : String(err));
   }
-  const container = renderContainer(config, network, settings);
+  const container = renderContainer(config, settings);
+  const volume = swarmKeyVolume(network);
   return {
     kind: 'rendered',
     container,
+    volume,
     config,
-    hash: sidecarHash(container, names, networkName),
+    hash: sidecarHash(container, names, networkName, volume),
     tunnels: names,
     network: networkName,
   };

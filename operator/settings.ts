@@ -2,10 +2,10 @@
  * Settings of sidecar injection: what the operator is told by its flags or Helm values, with
  * defaults applied once here. Pure.
  */
+import { isLogLevel, LOG_LEVELS, type LogLevel } from '../contracts/log-levels.js';
 import { SettingsError } from './errors.js';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
 /** Namespaces never injected, whatever the settings say. */
 export const ALWAYS_EXCLUDED_NAMESPACES: readonly string[] = ['kube-system'];
@@ -15,6 +15,12 @@ export interface InjectSettings {
   operatorNamespace: string;
   /** More namespaces never injected, besides kube-system and the operator's own. */
   excludedNamespaces: readonly string[];
+  /**
+   * Namespaces whose PeerTunnels may expose hosts other than loopback (another pod, a Service IP).
+   * Elsewhere whoever may create a PeerTunnel could otherwise offer the network any address the
+   * pod reaches (the API server's, say). Link-local addresses are refused everywhere.
+   */
+  allowRemoteExposeNamespaces: readonly string[];
   /** Inject a native sidecar (an init container with `restartPolicy: Always`, Kubernetes >= 1.29). */
   nativeSidecars: boolean;
   /** The image whose entrypoint is the `peertunnel` CLI. */
@@ -39,6 +45,7 @@ export type InjectSettingsInput = Partial<InjectSettings> &
 
 export const DEFAULT_SETTINGS: Omit<InjectSettings, 'operatorNamespace' | 'image'> = {
   excludedNamespaces: ['kube-public', 'kube-node-lease'],
+  allowRemoteExposeNamespaces: [],
   nativeSidecars: true,
   imagePullPolicy: 'IfNotPresent',
   containerName: 'peertunnel',
@@ -52,7 +59,6 @@ export const DEFAULT_SETTINGS: Omit<InjectSettings, 'operatorNamespace' | 'image
 };
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 const PULL_POLICIES: readonly PullPolicy[] = ['Always', 'IfNotPresent', 'Never'];
 
 function checkPort(field: string, value: number): void {
@@ -70,13 +76,17 @@ export function injectSettings(input: InjectSettingsInput): InjectSettings {
   if (s.image.trim() === '' || /\s/.test(s.image)) {
     throw new SettingsError('image', `expected an image reference, got "${s.image}"`);
   }
+  for (const ns of s.allowRemoteExposeNamespaces) {
+    if (!DNS_LABEL.test(ns))
+      throw new SettingsError('allowRemoteExposeNamespaces', `expected namespace names, got "${ns}"`);
+  }
   if (!DNS_LABEL.test(s.containerName)) {
     throw new SettingsError('containerName', `expected a DNS label, got "${s.containerName}"`);
   }
   if (!PULL_POLICIES.includes(s.imagePullPolicy)) {
     throw new SettingsError('imagePullPolicy', `expected one of ${PULL_POLICIES.join(', ')}`);
   }
-  if (!LOG_LEVELS.includes(s.logLevel)) {
+  if (!isLogLevel(s.logLevel)) {
     throw new SettingsError('logLevel', `expected one of ${LOG_LEVELS.join(', ')}`);
   }
   checkPort('adminPort', s.adminPort);

@@ -18,9 +18,17 @@ export async function runNode(configFile: string | undefined, env: NodeJS.Proces
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
-  // A stuck shutdown must not keep a pod Terminating for its whole grace period.
-  const force = setTimeout(() => process.exit(0), 5_000);
+  const drainMs = config.shutdown.drainSeconds * 1000;
+  // A stuck shutdown must not keep a pod Terminating for its whole grace period: the drain is
+  // bounded, and closing what is left gets 5 s more.
+  const force = setTimeout(() => process.exit(0), drainMs + 5_000);
   force.unref();
+  // A second signal (an impatient Ctrl-C) skips what is left of the drain.
+  const skip = new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  await Promise.race([node.drain(drainMs), skip]);
   await node.stop();
   return 0;
 }

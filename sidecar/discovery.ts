@@ -31,6 +31,22 @@ export function serviceProtocol(name: string): string {
   return `${SERVICE_PROTOCOL_PREFIX}${name}/1.0.0`;
 }
 
+/**
+ * The same with a first byte from the exposer saying whether its target accepted (TARGET_*), so a
+ * forwarder learns of a broken provider before it hands the stream to its client. Kubo's
+ * `ipfs p2p` and older nodes speak only serviceProtocol: forwarders offer this one first.
+ */
+export function serviceProtocolAck(name: string): string {
+  return `${SERVICE_PROTOCOL_PREFIX}${name}/1.1.0`;
+}
+
+/** The exposer's first byte on serviceProtocolAck: its target accepted; the tunnel follows. */
+export const TARGET_CONNECTED = 0;
+/** The exposer's target refused or did not answer; the stream closes. */
+export const TARGET_UNREACHABLE = 1;
+/** The exposer serves as many streams as it may (from this peer or all); the stream closes. */
+export const TARGET_BUSY = 2;
+
 export async function serviceKey(name: string): Promise<CID> {
   const digest = await sha256.digest(new TextEncoder().encode(`peertunnel:service:${name}`));
   return CID.createV1(raw.code, digest);
@@ -80,13 +96,31 @@ interface Watched {
   pool: ProviderPool;
   lookup?: Promise<void>;
   waiters: Set<() => void>;
+  /** The wait before the next lookup while no provider is known; doubles up to EMPTY_RETRY_MAX_MS. */
+  emptyRetryMs: number;
+  /**
+   * Peers whose identify stopped listing the name (their target refuses), and when: their DHT
+   * records outlive that, so lookups do not bring them back until identify lists it again.
+   */
+  withdrawn: Map<string, number>;
 }
+
+/**
+ * A forward with no provider asks again soon: at first after 100 ms, since at start the first
+ * lookup usually runs before any DHT peer is connected and finds nothing.
+ */
+const EMPTY_RETRY_MIN_MS = 100;
+const EMPTY_RETRY_MAX_MS = 2_000;
+
+/** How long a withdrawn provider's DHT records are ignored; peers tracked at most. */
+const WITHDRAWN_MS = 5 * 60_000;
+const MAX_WITHDRAWN = 1_024;
 
 export class ServiceDirectory {
   private readonly c: ServiceDirectoryComponents;
   private readonly init: Required<ServiceDirectoryInit>;
   private readonly watched = new Map<string, Watched>();
-  private readonly announced = new Map<string, { key: CID; ok: boolean }>();
+  private readonly announced = new Map<string, { key: CID; ok: boolean; on: boolean }>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly listeners = new Set<(e: DirectoryEvent) => void>();
   private stopped = false;
@@ -107,7 +141,8 @@ export class ServiceDirectory {
   }
 
   async start(announce: string[], watch: string[]): Promise<void> {
-    for (const name of announce) this.announced.set(name, { key: await serviceKey(name), ok: false });
+    for (const name of announce)
+      this.announced.set(name, { key: await serviceKey(name), ok: false, on: true });
     for (const name of watch) {
       this.watched.set(name, {
         name,
@@ -115,6 +150,8 @@ export class ServiceDirectory {
         key: await serviceKey(name),
         pool: new ProviderPool({ ttlMs: this.init.providerTtlMs }),
         waiters: new Set(),
+        emptyRetryMs: EMPTY_RETRY_MIN_MS,
+        withdrawn: new Map(),
       });
       this.c.metrics.providers.set({ service: name }, 0);
     }
@@ -145,10 +182,22 @@ export class ServiceDirectory {
     return this.watched.get(name)?.pool;
   }
 
-  /** True once every exposed name was provided at least once. */
+  /** True once every exposed name in service was provided at least once. */
   get announcedAll(): boolean {
-    for (const a of this.announced.values()) if (!a.ok) return false;
+    for (const a of this.announced.values()) if (a.on && !a.ok) return false;
     return true;
+  }
+
+  /**
+   * Stops (a target that refuses) or resumes announcing an exposed name. Records already in the
+   * DHT age out; peers learn sooner from identify that the node stopped serving the name.
+   */
+  setAnnounced(name: string, on: boolean): void {
+    const a = this.announced.get(name);
+    if (a === undefined || a.on === on) return;
+    a.on = on;
+    a.ok = false;
+    if (on) void Promise.resolve(this.providing).then(() => this.provideAll());
   }
 
   /**
@@ -170,12 +219,6 @@ export class ServiceDirectory {
       w.waiters.add(done);
     });
     return w.pool.size > 0;
-  }
-
-  /** Looks the name up now (joining a lookup already running). */
-  refresh(name: string): Promise<void> {
-    const w = this.watched.get(name);
-    return w === undefined ? Promise.resolve() : this.lookup(w);
   }
 
   /**
@@ -265,11 +308,30 @@ export class ServiceDirectory {
 
   private onIdentify(evt: CustomEvent<{ peerId: PeerId; protocols: string[] }>): void {
     const { peerId, protocols } = evt.detail;
+    const peer = peerId.toString();
     for (const w of this.watched.values()) {
-      if (protocols.includes(w.protocol)) this.addProviders(w, [peerId.toString()]);
+      if (protocols.includes(w.protocol)) {
+        w.withdrawn.delete(peer);
+        this.addProviders(w, [peer]);
+      } else if (w.pool.has(peer)) this.withdraw(w, peer);
     }
     // A newly identified DHT peer makes providing possible: do not wait for the retry timer.
-    if ([...this.announced.values()].some((a) => !a.ok)) void this.provideAll();
+    if ([...this.announced.values()].some((a) => a.on && !a.ok)) void this.provideAll();
+    // ...and finding providers: a forward with none asks at once (the first lookup at start ran
+    // before any peer was connected). A lookup already running is joined, not repeated.
+    for (const w of this.watched.values()) if (w.pool.size === 0 && !this.stopped) void this.lookup(w);
+  }
+
+  /** A provider told (identify) that it no longer serves the name: it leaves the pool now. */
+  private withdraw(w: Watched, peer: string): void {
+    w.pool.remove(peer);
+    if (w.withdrawn.size >= MAX_WITHDRAWN) w.withdrawn.clear();
+    w.withdrawn.set(peer, Date.now());
+    this.c.metrics.providers.set({ service: w.name }, w.pool.size);
+    this.c.logger.info(
+      { event: 'providers_changed', service: w.name, providers: w.pool.size, withdrawn: peer },
+      'provider stopped serving the name',
+    );
   }
 
   private provideLoop(): void {
@@ -288,6 +350,7 @@ export class ServiceDirectory {
       let allOk = true;
       this.providedAddrs = this.ownAddrs();
       for (const [name, a] of this.announced) {
+        if (!a.on) continue;
         try {
           // A provide with no DHT peer "succeeds" locally; only a peer's answer means others can find us.
           let reached = 0;
@@ -327,7 +390,13 @@ export class ServiceDirectory {
         this.c.metrics.providers.set({ service: w.name }, w.pool.size);
       }
       // Ask again soon while nothing is known; otherwise at the normal pace.
-      this.schedule(() => this.lookupLoop(w), w.pool.size === 0 ? 2_000 : this.init.lookupIntervalMs);
+      if (w.pool.size > 0) {
+        w.emptyRetryMs = EMPTY_RETRY_MIN_MS;
+        this.schedule(() => this.lookupLoop(w), this.init.lookupIntervalMs);
+      } else {
+        this.schedule(() => this.lookupLoop(w), w.emptyRetryMs);
+        w.emptyRetryMs = Math.min(EMPTY_RETRY_MAX_MS, w.emptyRetryMs * 2);
+      }
     });
   }
 
@@ -341,10 +410,14 @@ export class ServiceDirectory {
         for await (const info of this.c.libp2p.contentRouting.findProviders(w.key, {
           signal: AbortSignal.timeout(this.init.lookupTimeoutMs),
         })) {
-          if (info.id.toString() === self) continue;
+          const peer = info.id.toString();
+          if (peer === self) continue;
+          const since = w.withdrawn.get(peer);
+          if (since !== undefined && Date.now() - since < WITHDRAWN_MS) continue;
+          w.withdrawn.delete(peer);
           await this.remember(info);
           found++;
-          this.addProviders(w, [info.id.toString()]);
+          this.addProviders(w, [peer]);
         }
         if (found > 0) result = 'found';
       } catch (err) {

@@ -4,10 +4,17 @@
  * per provider.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
+import type { Connection, Libp2p, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
+import type { ForwardStatus } from '../contracts/sidecar-status.js';
 import type { ForwardConfig } from './config.js';
-import { type ServiceDirectory, serviceProtocol } from './discovery.js';
+import {
+  type ServiceDirectory,
+  serviceProtocol,
+  serviceProtocolAck,
+  TARGET_BUSY,
+  TARGET_CONNECTED,
+} from './discovery.js';
 import { NoProviderError } from './errors.js';
 import type { Logger } from './logger.js';
 import { meteredPipe } from './metered-pipe.js';
@@ -18,7 +25,7 @@ import type { ProviderPool } from './provider-pool.js';
 export interface ForwardListenerInit {
   /** Give one provider this long to connect. @default 3000 */
   dialTimeoutMs?: number;
-  /** Give stream negotiation this long. @default 5000 */
+  /** Give stream negotiation this long, and then the exposer's target as long again. @default 5000 */
   streamTimeoutMs?: number;
   /** Wait this long for a first provider when none is known. @default 10000 */
   providerWaitMs?: number;
@@ -59,6 +66,7 @@ export class ForwardListener {
   readonly config: ForwardConfig;
   private readonly c: ForwardListenerComponents;
   private readonly protocol: string;
+  private readonly protocols: string[];
   private readonly dialTimeoutMs: number;
   private readonly streamTimeoutMs: number;
   private readonly providerWaitMs: number;
@@ -77,6 +85,8 @@ export class ForwardListener {
     this.c = components;
     this.config = config;
     this.protocol = serviceProtocol(config.name);
+    // The acknowledged version first; kubo's `ipfs p2p` and older nodes answer only the plain one.
+    this.protocols = [serviceProtocolAck(config.name), this.protocol];
     this.dialTimeoutMs = init.dialTimeoutMs ?? 3_000;
     this.streamTimeoutMs = init.streamTimeoutMs ?? 5_000;
     this.providerWaitMs = init.providerWaitMs ?? 10_000;
@@ -123,13 +133,31 @@ export class ForwardListener {
     );
   }
 
-  async stop(): Promise<void> {
+  /** Closes the listener (new connections are refused); connections already accepted go on. */
+  stopAccepting(): void {
     this.unsubscribe?.();
+    this.unsubscribe = undefined;
     this.c.metrics.forwardListenerUp.set({ service: this.config.name }, 0);
+    // close() stops accepting at once; its callback waits for the open connections, so not here.
+    if (this.server?.listening === true) this.server.close();
+  }
+
+  /** Accepted connections still open. */
+  get active(): number {
+    return this.sockets.size;
+  }
+
+  async stop(): Promise<void> {
+    this.stopAccepting();
     for (const s of this.sockets) s.destroy();
     const server = this.server;
     if (server === undefined) return;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    // Resolves once the destroyed sockets are gone (or at once, the server already closed).
+    await new Promise<void>((resolve) => {
+      if (this.sockets.size === 0 && !server.listening) resolve();
+      else server.once('close', () => resolve());
+      setTimeout(resolve, 1_000).unref();
+    });
   }
 
   private accept(socket: Socket): void {
@@ -313,8 +341,22 @@ export class ForwardListener {
   }
 
   private async newStream(peer: string, connection: Connection): Promise<Stream> {
+    const stream = await this.negotiate(peer, connection);
+    if (stream.protocol !== this.protocols[0]) return stream;
+    // The exposer's target connect timeout (5 s) comes first; this only bounds a silent peer.
+    const status = await readStatus(stream, this.streamTimeoutMs + 1_000);
+    if (status === TARGET_CONNECTED) return stream;
+    stream.abort(new Error('exposer could not serve the stream'));
+    if (status === TARGET_BUSY)
+      throw new StreamOpenError('provider_busy', `${peer} serves as many streams as it may`);
+    if (status === 'timeout')
+      throw new StreamOpenError('timeout', `${peer} did not say whether its target accepted`);
+    throw new StreamOpenError('target_unreachable', `${peer}'s target did not accept`);
+  }
+
+  private async negotiate(peer: string, connection: Connection): Promise<Stream> {
     try {
-      return await connection.newStream(this.protocol, {
+      return await connection.newStream(this.protocols, {
         signal: AbortSignal.timeout(this.streamTimeoutMs),
         runOnLimitedConnection: true,
         maxOutboundStreams: MAX_TUNNEL_STREAMS,
@@ -425,21 +467,32 @@ export class ForwardListener {
   }
 }
 
-export interface ForwardStatus {
-  name: string;
-  bind: string;
-  localPort: number;
-  listening: boolean;
-  activeConnections: number;
-  providers: Array<{
-    peer: string;
-    connected: boolean;
-    path: string | null;
-    healthy: boolean;
-    failures: number;
-    /** Streams opened to it. */
-    picks: number;
-    /** New connections that tried it (a failed one is tried only when no other is left, or once back). */
-    attempts: number;
-  }>;
+/**
+ * The exposer's status byte on the acknowledged protocol; bytes after it (a server that speaks
+ * first) stay in the stream for the pipe. 'reset' when the stream ended first.
+ */
+function readStatus(stream: Stream, timeoutMs: number): Promise<number | 'reset' | 'timeout'> {
+  return new Promise((resolve) => {
+    const done = (result: number | 'reset' | 'timeout') => {
+      clearTimeout(timer);
+      stream.removeEventListener('message', onMessage);
+      stream.removeEventListener('close', onEnd);
+      stream.removeEventListener('remoteCloseWrite', onEnd);
+      resolve(result);
+    };
+    const onMessage = (evt: StreamMessageEvent) => {
+      const data = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray();
+      if (data.byteLength === 0) return;
+      // Taken off before unshift, so the rest waits in the stream's buffer for the pipe.
+      done(data[0] ?? -1);
+      if (data.byteLength > 1) stream.unshift(data.subarray(1));
+    };
+    const onEnd = () => {
+      if (stream.readBufferLength === 0) done('reset');
+    };
+    const timer = setTimeout(() => done('timeout'), timeoutMs);
+    stream.addEventListener('message', onMessage);
+    stream.addEventListener('close', onEnd);
+    stream.addEventListener('remoteCloseWrite', onEnd);
+  });
 }

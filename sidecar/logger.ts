@@ -5,9 +5,9 @@
  * A logger is created once per process and passed down; no module keeps a global one.
  */
 import { pino } from 'pino';
+import type { LogLevel } from '../contracts/log-levels.js';
 
 export type Logger = pino.Logger;
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
 export function createLogger(level: LogLevel, bindings: Record<string, string> = {}): Logger {
   return pino({

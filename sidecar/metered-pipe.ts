@@ -10,16 +10,19 @@ export async function meteredPipe(
   metrics: SidecarMetrics,
   service: string,
   side: Side,
+  /** Ends the tunnel; the caller counts why (an idle timeout, say). */
+  signal?: AbortSignal,
 ): Promise<PipeResult> {
   const labels = { service, side };
   metrics.streamsOpened.inc(labels);
   metrics.streamsActive.inc(labels);
   const result = await pipe(socket, stream, {
+    ...(signal === undefined ? {} : { signal }),
     onSent: (n) => metrics.bytes.inc({ ...labels, direction: 'sent' }, n),
     onReceived: (n) => metrics.bytes.inc({ ...labels, direction: 'received' }, n),
   });
   metrics.streamsActive.dec(labels);
-  if (result.outcome !== 'closed') {
+  if (result.outcome !== 'closed' && result.outcome !== 'aborted') {
     metrics.streamsFailed.inc({
       ...labels,
       reason: result.outcome === 'reset_by_peer' ? 'reset_by_peer' : 'local_error',

@@ -4,12 +4,13 @@
  * node's own config, never from the network; peer IDs belong in /status, not here.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { CONNECTION_PATHS, type ConnectionPath } from '../contracts/paths.js';
 
 /** Which end of a tunnel a stream belongs to: `forward` (local listener) or `expose` (local target). */
 export type Side = 'forward' | 'expose';
-/** A connection's path between two nodes. */
-export type PathKind = 'direct' | 'hole_punched' | 'relayed' | 'port_mapped';
-export const PATH_KINDS: readonly PathKind[] = ['direct', 'hole_punched', 'relayed', 'port_mapped'];
+/** A connection's path between two nodes: the `path` label, as /status spells it (contracts/paths.ts). */
+export type PathKind = ConnectionPath;
+export const PATH_KINDS: readonly PathKind[] = CONNECTION_PATHS;
 
 /** Why a stream failed; a fixed set so the label stays bounded. */
 export type StreamFailureReason =
@@ -20,6 +21,7 @@ export type StreamFailureReason =
   | 'reset_by_peer'
   | 'local_error'
   | 'limited_connection'
+  | 'provider_busy'
   | 'timeout';
 
 export interface SidecarMetrics {
@@ -28,15 +30,20 @@ export interface SidecarMetrics {
   streamsActive: Gauge<'service' | 'side'>;
   streamsFailed: Counter<'service' | 'side' | 'reason'>;
   streamsRefused: Counter<'reason'>;
+  inboundRefused: Counter<'reason'>;
   bytes: Counter<'service' | 'side' | 'direction'>;
   streamOpenSeconds: Histogram<'service'>;
   providers: Gauge<'service'>;
+  exposeTargetUp: Gauge<'service'>;
   forwardListenerUp: Gauge<'service'>;
   dhtLookups: Counter<'result'>;
   dhtLookupSeconds: Histogram<'result'>;
   dhtProvides: Counter<'result'>;
+  dhtRecordsRefused: Counter<'reason'>;
   holePunchAttempts: Counter<'result'>;
   relayReservations: Gauge<'state'>;
+  relayReservationsRefused: Counter<'reason'>;
+  relayReservationsDropped: Counter<'reason'>;
   relayedBytes: Counter;
   connections: Gauge<'path'>;
   peers: Gauge;
@@ -56,14 +63,14 @@ export function createSidecarMetrics(
   registry: Registry,
   snapshot: () => ConnectionSnapshot = () => ({
     peers: 0,
-    byPath: { direct: 0, hole_punched: 0, relayed: 0, port_mapped: 0 },
+    byPath: Object.fromEntries(PATH_KINDS.map((p) => [p, 0])) as Record<PathKind, number>,
   }),
   isReady: () => boolean = () => false,
 ): SidecarMetrics {
   const registers = [registry];
   const connections = new Gauge({
     name: 'peertunnel_connections',
-    help: 'Open libp2p connections to network peers, by path (direct, hole_punched, relayed, port_mapped).',
+    help: `Open libp2p connections to network peers, by path (${PATH_KINDS.join(', ')}).`,
     labelNames: ['path'] as const,
     registers,
     collect() {
@@ -109,7 +116,13 @@ export function createSidecarMetrics(
     }),
     streamsRefused: new Counter({
       name: 'peertunnel_streams_refused_total',
-      help: 'Inbound streams refused because they asked for a protocol (service) this node does not expose.',
+      help: 'Inbound streams refused, by reason: not_exposed (a protocol or service this node does not serve), peer_limit (the peer holds as many tunnel streams as one peer may), total_limit (the exposes serve as many as the node may).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    inboundRefused: new Counter({
+      name: 'peertunnel_inbound_refused_total',
+      help: 'Inbound connections refused before proving the swarm key, by reason (rate_per_address, pending_per_address, nonce_timeout).',
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -129,6 +142,12 @@ export function createSidecarMetrics(
     providers: new Gauge({
       name: 'peertunnel_forward_providers',
       help: 'Providers known for each forwarded service (0 means the forward has nowhere to go).',
+      labelNames: ['service'] as const,
+      registers,
+    }),
+    exposeTargetUp: new Gauge({
+      name: 'peertunnel_expose_target_up',
+      help: "Whether an exposed service's local target accepted its last connection (1); 0 while it refuses, when the name is not announced and its streams are refused.",
       labelNames: ['service'] as const,
       registers,
     }),
@@ -157,6 +176,12 @@ export function createSidecarMetrics(
       labelNames: ['result'] as const,
       registers,
     }),
+    dhtRecordsRefused: new Counter({
+      name: 'peertunnel_dht_records_refused_total',
+      help: 'DHT provider records this node refused to store, by reason: records_per_peer (the peer holds as many as one peer may), records_total (the node holds as many as it may).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     holePunchAttempts: new Counter({
       name: 'peertunnel_holepunch_attempts_total',
       help: 'Hole punch (DCUtR) attempts, by result (success, failure, gave_up).',
@@ -167,6 +192,18 @@ export function createSidecarMetrics(
       name: 'peertunnel_relay_reservations',
       help: 'Circuit relay reservations held by this node (state=active) or served by it (state=serving).',
       labelNames: ['state'] as const,
+      registers,
+    }),
+    relayReservationsRefused: new Counter({
+      name: 'peertunnel_relay_reservations_refused_total',
+      help: 'Reservation requests this relay refused, by reason: per_address (peers from that IP address hold as many as one address may).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    relayReservationsDropped: new Counter({
+      name: 'peertunnel_relay_reservations_dropped_total',
+      help: 'Reservations this relay dropped before they expired, by reason: disconnected (the peer has no connection left).',
+      labelNames: ['reason'] as const,
       registers,
     }),
     relayedBytes: new Counter({

@@ -12,24 +12,30 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2';
 import { generateKeyPair, privateKeyFromProtobuf } from '@libp2p/crypto/keys';
-import { identify } from '@libp2p/identify';
+import { identify, identifyPush } from '@libp2p/identify';
 import type { Libp2p, PrivateKey } from '@libp2p/interface';
-import { type KadDHT, kadDHT, passthroughMapper } from '@libp2p/kad-dht';
+import { type KadDHT, kadDHT } from '@libp2p/kad-dht';
 import { ping } from '@libp2p/ping';
-import { preSharedKey } from '@libp2p/pnet';
-import './pnet-xsalsa20-fix.js';
 import { createLibp2p } from 'libp2p';
+import { VERSION } from '../contracts/version.js';
 import type { NodeConfig } from './config.js';
+import { BoundedDatastore, dhtAddressFilter } from './dht-limits.js';
 import { SERVICE_PROTOCOL_PREFIX } from './discovery.js';
 import { ConfigError } from './errors.js';
+import type { InboundGuard } from './inbound-guard.js';
+import { libp2pLogger } from './libp2p-logger.js';
 import { AddressPolicy } from './nat/address-policy.js';
 import { connectTimeoutFor, withConnectTimeout } from './nat/connect-timeout.js';
 import { type HolePunch, holePunch } from './nat/hole-punch.js';
 import { type RelayClient, relayClient } from './nat/relay-client.js';
+import type { RelayGuard } from './nat/relay-guard.js';
 import { reusePortTcp } from './nat/reuseport-tcp.js';
-import { cacheProtocolMerges } from './protocol-merge-cache.js';
+import { nativeNoiseCrypto } from './noise-crypto.js';
+import { cacheProtocolMerges } from './patches/peer-store-merge.js';
+import { applyDecoderFix, applyYamuxWindowRule } from './patches/wire.js';
+import { pnetProtector } from './pnet/protector.js';
 
-/** yamux tuned for a forwarder (design §5). */
+/** yamux tuned for a forwarder (docs/architecture.md, Protocols). */
 export const YAMUX_SETTINGS = {
   // More than 10 streams on a brand-new connection otherwise leave it unusable.
   maxEarlyStreams: 2_048,
@@ -49,8 +55,15 @@ export const YAMUX_SETTINGS = {
 /** Hop/stop streams and reservations a relay serves at once (its members are trusted by PSK). */
 export const RELAY_STREAM_LIMIT = 4_096;
 
+/**
+ * How long a relay keeps a reservation without a refresh (libp2p's default is 2 h); clients
+ * refresh 5 min before it ends, and one that disconnects loses it at once (RelayGuard).
+ */
+export const RELAY_RESERVATION_TTL_MS = 10 * 60_000;
+
 export type PeerTunnelServices = {
   identify: ReturnType<ReturnType<typeof identify>>;
+  identifyPush: ReturnType<ReturnType<typeof identifyPush>>;
   ping: ReturnType<ReturnType<typeof ping>>;
   dht: KadDHT;
   relay?: ReturnType<ReturnType<typeof circuitRelayServer>>;
@@ -81,7 +94,7 @@ export async function loadIdentity(config: NodeConfig): Promise<PrivateKey> {
   }
 }
 
-/** Whether this node serves the DHT (design §3: relays and reachable sidecars serve). */
+/** Whether this node serves the DHT: relays and nodes that announce a public address do; a NATed server would only be an unreachable one. */
 export function dhtServes(config: NodeConfig, policy: AddressPolicy): boolean {
   if (config.dht.server === 'always') return true;
   if (config.dht.server === 'never') return false;
@@ -93,8 +106,14 @@ export interface CreateNodeOptions {
   config: NodeConfig;
   psk: Uint8Array;
   privateKey: PrivateKey;
+  /** Pre-authentication bounds per source address (the connection gater); none when absent. */
+  inbound?: InboundGuard;
   /** Called once when TCP dials cannot come from the listening port (hole punching is then off). */
   onReusePortUnavailable?: (err: Error) => void;
+  /** On a relay: limits reservations per source address and drops those of disconnected peers. */
+  relayGuard?: RelayGuard;
+  /** Where the DHT keeps records (bounded per peer); a new one by default. */
+  datastore?: BoundedDatastore;
 }
 
 /** Peer IDs of the configured bootstrap/relay peers. */
@@ -109,28 +128,49 @@ export async function createNode({
   config,
   psk,
   privateKey,
+  inbound,
   onReusePortUnavailable,
+  relayGuard,
+  datastore = new BoundedDatastore(),
 }: CreateNodeOptions): Promise<PeerTunnelLibp2p> {
+  // Process-wide library fixes of the data path (sidecar/patches/inventory.ts); they throw
+  // PatchTargetMissingError when their target changed, which fails the start.
+  applyYamuxWindowRule();
+  applyDecoderFix();
   const policy = new AddressPolicy(config.publicRanges);
   const isRelay = config.role === 'relay';
   const relays = config.bootstrap;
   const services = {
     identify: identify(),
+    // Tells connected peers at once when an expose stops (its target refuses) or resumes.
+    identifyPush: identifyPush(),
     ping: ping(),
     dht: kadDHT({
       protocol: config.dht.protocol,
       clientMode: !dhtServes(config, policy),
-      // Pods of one cluster reach each other on private addresses; dialling decides what works.
-      peerInfoMapper: passthroughMapper,
-      // Records of dead pods must age out quickly; exposers re-provide every 30 s.
-      providers: { provideValidity: 300, cleanupInterval: 60 },
+      // Pods of one cluster reach each other on private addresses, so those stay; what no peer
+      // can be (link-local, multicast, another pod's loopback) is never taken from a record.
+      peerInfoMapper: dhtAddressFilter(
+        policy,
+        config.listen.some((a) => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/')),
+      ),
+      // Records of dead pods must age out quickly; exposers provide again every 30 s themselves,
+      // so kad-dht never re-provides (threshold 0): a name taken out of service stays out.
+      reprovide: { validity: 5 * 60_000, interval: 60_000, threshold: 0 },
+      // Per connection; DHT RPCs are short.
+      maxInboundStreams: 16,
+      maxOutboundStreams: 32,
       // A private network starts with one peer: do not hold queries until the table fills.
       allowQueryWithZeroPeers: true,
     }),
     ...(isRelay
       ? {
           relay: circuitRelayServer({
-            reservations: { applyDefaultLimit: false, maxReservations: RELAY_STREAM_LIMIT },
+            reservations: {
+              applyDefaultLimit: false,
+              maxReservations: RELAY_STREAM_LIMIT,
+              reservationTtl: RELAY_RESERVATION_TTL_MS,
+            },
             maxInboundHopStreams: RELAY_STREAM_LIMIT,
             maxOutboundHopStreams: RELAY_STREAM_LIMIT,
             maxOutboundStopStreams: RELAY_STREAM_LIMIT,
@@ -146,6 +186,8 @@ export async function createNode({
   };
   const node = await createLibp2p({
     privateKey,
+    logger: libp2pLogger(),
+    datastore,
     addresses: { listen: config.listen, announce: config.announce },
     transports: [
       // A remote pod's private address gives up its connect quickly, so the circuit or public
@@ -160,18 +202,34 @@ export async function createNode({
       ),
       circuitRelayTransport(),
     ],
-    connectionProtector: preSharedKey({ psk }),
-    connectionEncrypters: [noise()],
+    connectionProtector: pnetProtector({
+      psk,
+      nonceTimeoutMs: config.inbound.nonceTimeoutMs,
+      onNonceTimeout: (addr, direction) => {
+        if (direction === 'inbound') inbound?.nonceTimedOut(addr);
+      },
+    }),
+    // One gater: the inbound guard's per-address bounds, and on a relay the reservation bounds.
+    connectionGater: {
+      ...inbound?.gater,
+      ...(isRelay && relayGuard !== undefined
+        ? { denyInboundRelayReservation: (peer) => relayGuard.denyInboundRelayReservation(peer) }
+        : {}),
+    },
+    connectionEncrypters: [noise({ crypto: nativeNoiseCrypto })],
     streamMuxers: [yamux(YAMUX_SETTINGS)],
     connectionManager: {
       maxConnections: isRelay ? 4_096 : 1_024,
-      // Many nodes behind one NAT (or one test machine) share an address.
+      // Many nodes behind one NAT (or one test machine) share an address; the per-address bounds
+      // that count their refusals are the inbound guard's (inbound-guard.ts), this is a backstop.
       inboundConnectionThreshold: 1_000,
       maxIncomingPendingConnections: 256,
     },
-    nodeInfo: { name: 'peertunnel', version: '0.1.0' },
+    nodeInfo: { name: 'peertunnel', version: VERSION },
     services,
   });
+  const relay = (node as PeerTunnelLibp2p).services.relay;
+  if (relay !== undefined) relayGuard?.attach(node, relay.reservations);
   // libp2p writes the peer store once per stream; for tunnel streams that is a large share of a
   // new connection's cost (see the module).
   cacheProtocolMerges(node.peerStore, { isCached: (p) => p.startsWith(SERVICE_PROTOCOL_PREFIX) });

@@ -1,5 +1,6 @@
 /** How a libp2p connection reaches its peer, for /status, metrics and path-change logs. */
 import type { Connection } from '@libp2p/interface';
+import { isCircuitAddress, isRelayedConnection } from '../contracts/relayed.js';
 import type { PathKind } from './metrics.js';
 
 /**
@@ -14,13 +15,10 @@ export class PathRegistry {
   }
 
   pathOf(connection: Connection): PathKind {
-    if (connection.limits !== undefined || connection.remoteAddr.toString().includes('/p2p-circuit'))
-      return 'relayed';
+    if (isRelayedConnection(connection)) return 'relayed';
     return this.marked.get(connection) ?? 'direct';
   }
 }
-
-const isCircuit = (c: Connection): boolean => c.remoteAddr.toString().includes('/p2p-circuit');
 
 /**
  * The connection a new stream should use: an open direct one, else an unlimited relayed one, else
@@ -33,7 +31,7 @@ export function bestConnection(connections: Connection[]): Connection | undefine
   for (const c of connections) {
     if (c.status !== 'open') continue;
     if (c.limits !== undefined) limited ??= c;
-    else if (isCircuit(c)) relayed ??= c;
+    else if (isCircuitAddress(c.remoteAddr)) relayed ??= c;
     else return c;
   }
   return relayed ?? limited;

@@ -3,26 +3,31 @@
  * the admin server, started and stopped together. Used by `peertunnel node`, the demo and tests.
  */
 import { Registry } from 'prom-client';
+import { isCircuitAddress } from '../contracts/relayed.js';
+import type { SidecarStatus } from '../contracts/sidecar-status.js';
+import { VERSION } from '../contracts/version.js';
 import { AdminServer } from './admin.js';
 import { BootstrapKeeper } from './bootstrap.js';
 import type { NodeConfig } from './config.js';
+import { BoundedDatastore } from './dht-limits.js';
 import { ServiceDirectory, type ServiceDirectoryInit } from './discovery.js';
-import { ExposeHandler, type ExposeStatus } from './expose.js';
-import { ForwardListener, type ForwardStatus } from './forward.js';
+import { ExposeHandler } from './expose.js';
+import { ForwardListener } from './forward.js';
+import { INBOUND_REFUSALS, InboundGuard } from './inbound-guard.js';
 import type { Logger } from './logger.js';
 import { createSidecarMetrics, PATH_KINDS, type PathKind, type SidecarMetrics } from './metrics.js';
 import { AddressPolicy } from './nat/address-policy.js';
 import type { HolePunchEvent } from './nat/hole-punch.js';
 import { createNodePortMapper, type PortMapper, type PortMappingStatus } from './nat/port-mapping.js';
 import type { RelayClientEvent, RelayReservationStatus } from './nat/relay-client.js';
+import { RelayGuard } from './nat/relay-guard.js';
 import { meterRelayedBytes } from './nat/relay-meter.js';
 import { detectReusePort, type ReusePortMethod } from './nat/reuseport-tcp.js';
 import { createNode, loadIdentity, type PeerTunnelLibp2p, RELAY_STREAM_LIMIT } from './node.js';
 import { bestConnection, PathRegistry } from './paths.js';
 import { watchRefusedStreams } from './refusals.js';
+import { StreamLimiter, streamLimits } from './stream-limits.js';
 import { readSwarmKey } from './swarm-key.js';
-
-export const VERSION = '0.1.0';
 
 export interface PeerNodeOptions {
   config: NodeConfig;
@@ -55,18 +60,15 @@ export interface NatStatus {
   serving?: number;
 }
 
-export interface PeerNodeStatus {
-  peerId: string;
+/** /status: the contract the operator reads, and what only people read. */
+export interface PeerNodeStatus extends SidecarStatus {
   role: NodeConfig['role'];
   version: string;
-  ready: boolean;
   notReady: string[];
   addresses: string[];
   dht: { protocol: string; mode: string; announced: boolean };
   bootstrap: string[];
   peers: Array<{ peer: string; path: PathKind; remoteAddr: string; direction: string; streams: number }>;
-  exposes: ExposeStatus[];
-  forwards: ForwardStatus[];
   nat: NatStatus;
   portMapping?: PortMappingStatus;
 }
@@ -87,9 +89,10 @@ export class PeerNode {
   private readonly reusePort: ReusePortMethod;
   private readonly unsubscribe: Array<() => void> = [];
   private natTimer?: NodeJS.Timeout;
+  private draining = false;
   private portMapper?: PortMapper;
 
-  private constructor(libp2p: PeerTunnelLibp2p, options: PeerNodeOptions) {
+  private constructor(libp2p: PeerTunnelLibp2p, options: PeerNodeOptions, inbound: InboundGuard) {
     const { config, logger } = options;
     this.config = config;
     this.libp2p = libp2p;
@@ -103,6 +106,8 @@ export class PeerNode {
       () => this.notReadyReasons().length === 0,
     );
     this.metrics.buildInfo.set({ version: VERSION, nodejs: process.version, role: config.role }, 1);
+    for (const reason of INBOUND_REFUSALS) this.metrics.inboundRefused.inc({ reason }, 0);
+    inbound.onRefused((reason, n) => this.metrics.inboundRefused.inc({ reason }, n));
     this.directory = new ServiceDirectory(
       { libp2p, dht: libp2p.services.dht, metrics: this.metrics, logger },
       options.directory,
@@ -115,7 +120,10 @@ export class PeerNode {
       logger,
     };
     this.forwards = config.forward.map((f) => new ForwardListener(components, f));
-    this.exposes = config.expose.map((e) => new ExposeHandler(components, e));
+    const limiter = new StreamLimiter(streamLimits(config.limits));
+    this.exposes = config.expose.map(
+      (e) => new ExposeHandler({ ...components, limiter, directory: this.directory }, e),
+    );
     this.bootstrap = new BootstrapKeeper(libp2p, config.bootstrap, logger);
     if (options.admin !== false) this.admin = new AdminServer(this, config.admin.listen, logger);
   }
@@ -129,17 +137,26 @@ export class PeerNode {
     const { config } = options;
     const psk = await readSwarmKey(config.swarmKey, options.env ?? process.env);
     const privateKey = await loadIdentity(config);
+    const inbound = new InboundGuard(config.inbound, options.logger);
+    const relayGuard =
+      config.role === 'relay' ? new RelayGuard(config.limits.reservationsPerAddress) : undefined;
+    const datastore = new BoundedDatastore();
     const libp2p = await createNode({
       config,
       psk,
       privateKey,
+      inbound,
+      datastore,
+      ...(relayGuard === undefined ? {} : { relayGuard }),
       onReusePortUnavailable: (err) =>
         options.logger.warn(
           { event: 'reuseport_unavailable', err: err.message },
           'TCP dials cannot use the listening port: hole punching is off',
         ),
     });
-    const node = new PeerNode(libp2p, options);
+    const node = new PeerNode(libp2p, options, inbound);
+    if (relayGuard !== undefined) node.watchRelayGuard(relayGuard);
+    node.watchDhtRecords(datastore);
     try {
       await node.startParts();
     } catch (err) {
@@ -175,6 +192,36 @@ export class PeerNode {
       },
       'node started',
     );
+  }
+
+  /**
+   * The first part of a graceful stop (SIGTERM): stop announcing (no DHT re-provide; the exposed
+   * protocols unhandled, which identify pushes to peers), stop accepting (forward listeners
+   * closed, new inbound streams refused), then wait until the open connections finish or
+   * `drainMs` passes. Returns how many were still open. `stop()` closes whatever is left.
+   */
+  async drain(drainMs: number): Promise<{ open: number; ms: number }> {
+    const started = performance.now();
+    const open = () =>
+      this.forwards.reduce((n, f) => n + f.active, 0) + this.exposes.reduce((n, e) => n + e.active, 0);
+    this.draining = true;
+    this.logger.info({ event: 'node_draining', open: open(), drainMs }, 'draining: no new connections');
+    this.bootstrap.stop();
+    this.directory.stop();
+    for (const f of this.forwards) f.stopAccepting();
+    await Promise.allSettled(this.exposes.map((e) => e.stopAccepting()));
+    const deadline = started + drainMs;
+    while (open() > 0 && performance.now() < deadline) {
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(100, Math.max(1, deadline - performance.now()))),
+      );
+    }
+    const result = { open: open(), ms: Math.round(performance.now() - started) };
+    this.logger.info(
+      { event: 'node_drained', ...result },
+      result.open > 0 ? 'drain bound reached' : 'drained',
+    );
+    return result;
   }
 
   async stop(): Promise<void> {
@@ -233,6 +280,64 @@ export class PeerNode {
     this.natTimer.unref();
   }
 
+  private watchDhtRecords(datastore: BoundedDatastore): void {
+    let lastLog = 0;
+    let unlogged = 0;
+    this.unsubscribe.push(
+      datastore.onRefused((reason, peer) => {
+        this.metrics.dhtRecordsRefused.inc({ reason });
+        const now = Date.now();
+        if (now - lastLog < 1_000) {
+          unlogged++;
+          return;
+        }
+        this.logger.warn(
+          { event: 'dht_record_refused', peer, reason, suppressed: unlogged },
+          'DHT provider record refused: limit reached',
+        );
+        lastLog = now;
+        unlogged = 0;
+      }),
+    );
+  }
+
+  private watchRelayGuard(guard: RelayGuard): void {
+    let lastLog = 0;
+    let unlogged = 0;
+    this.unsubscribe.push(
+      guard.subscribe((e) => {
+        if (e.type === 'dropped') {
+          this.metrics.relayReservationsDropped.inc({ reason: e.reason });
+          this.logger.debug(
+            { event: 'relay_reservation_dropped', peer: e.peer, reason: e.reason },
+            'reservation dropped',
+          );
+          return;
+        }
+        this.metrics.relayReservationsRefused.inc({ reason: e.reason });
+        // Throw-away identities make thousands of these: one line a second, with a count.
+        const now = Date.now();
+        if (now - lastLog < 1_000) {
+          unlogged++;
+          return;
+        }
+        this.logger.warn(
+          {
+            event: 'relay_reservation_refused',
+            peer: e.peer,
+            ip: e.ip,
+            reason: e.reason,
+            suppressed: unlogged,
+          },
+          'relay reservation refused: that address holds as many as one address may',
+        );
+        lastLog = now;
+        unlogged = 0;
+      }),
+      () => guard.detach(),
+    );
+  }
+
   private onHolePunch(e: HolePunchEvent): void {
     switch (e.type) {
       case 'attempt':
@@ -278,9 +383,9 @@ export class PeerNode {
 
   private reachability(): Reachability {
     const addrs = this.libp2p.getMultiaddrs().map((a) => a.toString());
-    if (addrs.some((a) => !a.includes('/p2p-circuit') && this.policy.isPublicMultiaddr(a))) return 'public';
+    if (addrs.some((a) => !isCircuitAddress(a) && this.policy.isPublicMultiaddr(a))) return 'public';
     const hp = this.libp2p.services.holePunch;
-    if (hp?.observed.observed === true || addrs.some((a) => a.includes('/p2p-circuit'))) return 'private';
+    if (hp?.observed.observed === true || addrs.some(isCircuitAddress)) return 'private';
     return 'unknown';
   }
 
@@ -321,10 +426,13 @@ export class PeerNode {
 
   notReadyReasons(): string[] {
     const reasons: string[] = [];
+    if (this.draining) reasons.push('shutting down: draining open connections');
     if (this.libp2p.getConnections().every((c) => c.status !== 'open'))
       reasons.push('no connection to any network peer');
     for (const f of this.forwards)
-      if (!f.listening) reasons.push(`forward ${f.config.name} is not listening`);
+      if (!f.listening && !this.draining) reasons.push(`forward ${f.config.name} is not listening`);
+    for (const e of this.exposes)
+      if (!e.targetUp) reasons.push(`expose ${e.config.name}: its target refuses connections`);
     return reasons;
   }
 

@@ -2,7 +2,7 @@
  * Copies bytes between a TCP socket and a libp2p stream, both ways, with backpressure and
  * half-close, until both are done.
  *
- * Backpressure, per libp2p 3 (design §5):
+ * Backpressure, per libp2p 3:
  * - socket → stream: `send()` returning false pauses the socket until the stream's `drain` event
  *   (a persistent listener, because `onDrain()` stops applying after the first drain).
  * - stream → socket: `write()` returning false pauses the stream until the socket drains. yamux
@@ -178,8 +178,18 @@ export function pipe(socket: Socket, stream: Stream, options: PipeOptions = {}):
     stream.addEventListener('close', onStreamClose);
     if (signal?.aborted === true) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
-    if (stream.readStatus === 'paused') stream.resume();
-    if (stream.readableEnded && stream.readBufferLength === 0) onRemoteEnd();
+    if (streamDone) {
+      // The stream ended (reset, aborted, its connection closed) before the pipe began, so its
+      // 'close' will not come: do what it would have done, or the socket waits for its own peer.
+      settle(
+        stream.status === 'aborted' ? 'local_error' : 'reset_by_peer',
+        new Error(`stream ${stream.status} before the pipe began`),
+      );
+      resetSocket();
+    } else {
+      if (stream.readStatus === 'paused') stream.resume();
+      if (stream.readableEnded && stream.readBufferLength === 0) onRemoteEnd();
+    }
     finish();
   });
 }

@@ -84,6 +84,10 @@ export class ProviderPool {
     return dropped;
   }
 
+  has(peer: string): boolean {
+    return this.providers.has(peer);
+  }
+
   remove(peer: string): void {
     this.providers.delete(peer);
   }
@@ -115,12 +119,6 @@ export class ProviderPool {
     return out;
   }
 
-  /** `select`'s groups as one list, in the order to try them. */
-  candidates(now: number, isConnected?: (peer: string) => boolean): string[] {
-    const s = this.select(now, isConnected);
-    return [...s.connected, ...s.unconnected, ...s.backedOff];
-  }
-
   /** A new connection is trying this provider. */
   attempted(peer: string): void {
     const p = this.providers.get(peer);
@@ -144,12 +142,6 @@ export class ProviderPool {
 
   get size(): number {
     return this.providers.size;
-  }
-
-  healthyCount(now: number): number {
-    let n = 0;
-    for (const p of this.providers.values()) if (p.retryAt <= now) n++;
-    return n;
   }
 
   list(): ProviderState[] {

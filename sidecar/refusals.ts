@@ -4,24 +4,15 @@
  * and never calls a handler, so the only trace is an inbound stream that closes without a
  * negotiated protocol: watch each connection's muxer for those.
  */
-import type { Connection, Libp2p, Stream } from '@libp2p/interface';
-
-interface WithMuxer {
-  muxer?: EventTarget;
-}
-
-function muxerOf(connection: Connection): EventTarget | undefined {
-  // `muxer` is public on libp2p's Connection class but not part of the interface.
-  const muxer = (connection as unknown as WithMuxer).muxer;
-  return muxer instanceof EventTarget ? muxer : undefined;
-}
+import type { Libp2p, Stream } from '@libp2p/interface';
+import { connectionMuxer } from './patches/libp2p.js';
 
 export function watchRefusedStreams(
   libp2p: Pick<Libp2p, 'addEventListener'>,
   onRefused: (stream: Stream) => void,
 ): void {
   libp2p.addEventListener('connection:open', (evt) => {
-    muxerOf(evt.detail)?.addEventListener('stream', (e) => {
+    connectionMuxer(evt.detail).addEventListener('stream', (e) => {
       const stream = (e as CustomEvent<Stream>).detail;
       stream.addEventListener(
         'close',

@@ -4,7 +4,7 @@
  *   /base16/
  *   <64 hex digits>
  * Parsing normalises line endings and whitespace so a key pasted into a Secret still matches
- * byte-for-byte what @libp2p/pnet expects on every member.
+ * byte-for-byte on every member (kubo, go-libp2p and the node's own pnet protector).
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -18,7 +18,7 @@ export function generateSwarmKey(): string {
   return `${HEADER}\n${ENCODING}\n${randomBytes(32).toString('hex')}\n`;
 }
 
-/** Parses swarm.key text into the canonical bytes that @libp2p/pnet's `preSharedKey` takes. */
+/** Parses swarm.key text into the canonical bytes the node's pnet protector takes. */
 export function parseSwarmKey(text: string): Uint8Array {
   const lines = text
     .split(/\r?\n/)
@@ -33,6 +33,14 @@ export function parseSwarmKey(text: string): Uint8Array {
   if (!/^[0-9a-fA-F]{64}$/.test(hex))
     throw new SwarmKeyError('expected the third line to be 64 hex digits (32 bytes)');
   return new TextEncoder().encode(`${HEADER}\n${ENCODING}\n${hex.toLowerCase()}`);
+}
+
+/** The 32-byte secret of a swarm key (its text or the canonical bytes parseSwarmKey returns). */
+export function swarmKeySecret(key: string | Uint8Array): Uint8Array {
+  const canonical = new TextDecoder().decode(
+    parseSwarmKey(typeof key === 'string' ? key : new TextDecoder().decode(key)),
+  );
+  return Uint8Array.from(Buffer.from(canonical.slice(canonical.lastIndexOf('\n') + 1), 'hex'));
 }
 
 export interface SwarmKeySource {
@@ -55,6 +63,10 @@ export async function readSwarmKey(source: SwarmKeySource, env: NodeJS.ProcessEn
   }
   if (source.env !== undefined) {
     const text = env[source.env];
+    // Kept nowhere else: a child process, a heap dump or a debug print of process.env must not
+    // carry it. (/proc/<pid>/environ still shows the initial environment: a file is safer.)
+    // Only process.env's copy: the demo hands several in-process nodes one env object of its own.
+    delete process.env[source.env];
     if (text === undefined || text.trim() === '')
       throw new SwarmKeyError(`environment variable ${source.env} is empty or unset`);
     return parseSwarmKey(text);

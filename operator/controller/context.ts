@@ -40,7 +40,10 @@ export interface ReconcileOutcome {
   requeueAfterMs?: number;
 }
 
-/** A reconcile that failed in its work, its status write, or both (design §7: return both). */
+/**
+ * A reconcile that failed in its work, its status write, or both: both are kept, so the queue
+ * retries while the status the work allowed is still written (docs/architecture.md, Reconcilers).
+ */
 export class ReconcileError extends Error {
   readonly workError?: unknown;
   readonly statusError?: unknown;

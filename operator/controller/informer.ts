@@ -1,7 +1,7 @@
 /**
  * An informer that keeps going. client-node's ListWatch stops for good on any error other than
  * 410 Gone (an API server restart, a network blip, a 403 while RBAC is being applied) and its own
- * `stop()` reports an abort error (design §5). This wrapper restarts it with exponential backoff
+ * `stop()` reports an abort error. This wrapper restarts it with exponential backoff
  * and jitter, ignores errors while stopping, and tells when the cache is synced.
  */
 import { type KubeConfig, makeInformer } from '@kubernetes/client-node';

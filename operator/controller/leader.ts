@@ -4,7 +4,7 @@
  * on this replica's own clock from when it last saw the record change, so clocks need not agree),
  * renew every retry period, give up leadership when renewing fails for longer than the renew
  * deadline, and release the Lease on a graceful stop so a successor need not wait it out.
- * Lease times are MicroTime (design §5).
+ * Lease times are MicroTime (V1MicroTime): the API server refuses a Lease with second-precision times.
  */
 import { V1MicroTime } from '@kubernetes/client-node';
 import type { Logger } from '../../sidecar/logger.js';

@@ -1,15 +1,15 @@
 /**
- * The PeerNetwork reconciler, in the order of design §7: get → gone? → (no finalizer: the relay
+ * The PeerNetwork reconciler, in the order of docs/architecture.md (Reconcilers): get → gone? → (no finalizer: the relay
  * objects carry owner references, so the garbage collector removes them) → validate (the swarm
  * key) → ensure (relays when spec.relay.enabled, their removal otherwise) → status.
  */
 import type { V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node';
-import { API_VERSION, DEFAULTS, type PeerNetwork, type PeerNetworkStatus } from '../../crds/schema.js';
+import { API_VERSION, type PeerNetwork, type PeerNetworkStatus } from '../../crds/schema.js';
 import { type KubeClient, paths } from '../kube.js';
-import { bootstrapPeers } from '../render.js';
 import { isConflict } from '../runtime-errors.js';
 import { type ReconcileContext, ReconcileError, type ReconcileOutcome, splitKey } from './context.js';
-import { EventReason, NetworkReason, type NetworkReasonCode } from './reasons.js';
+import { computeNetworkStatus } from './network-status.js';
+import { EventReason } from './reasons.js';
 import {
   identityKey,
   identitySecretName,
@@ -24,69 +24,39 @@ import {
   renderRelayService,
   replicaAddresses,
 } from './relay.js';
-import { type ConditionInput, readyCondition, sameStatus, setReady } from './status.js';
+import { readyCondition, sameStatus } from './status.js';
 import { swarmKeyState } from './tunnel-reconciler.js';
 
 export async function reconcileNetwork(ctx: ReconcileContext, key: string): Promise<ReconcileOutcome> {
   const { namespace, name } = splitKey(key);
+  // get
   const network = ctx.caches.networks.get(name, namespace);
+  // gone?
   if (network === undefined || network.metadata.deletionTimestamp != null) return {};
-
-  let relayAddresses: string[] | undefined;
-  let workError: unknown;
-  let cond: ConditionInput | undefined;
-  const keyState = swarmKeyState(ctx, network);
-  const ref = network.spec.swarmKeySecretRef;
-  const secretKey = ref.key ?? DEFAULTS.swarmKeySecretKey;
+  // validate: the swarm key (computeNetworkStatus turns it into the condition).
+  const swarmKey = swarmKeyState(ctx, network);
   const tunnels = ctx.caches.tunnels
     .list(namespace)
     .filter((t) => t.spec.networkRef.name === name && t.metadata.deletionTimestamp == null).length;
-  const usage = `${tunnels} PeerTunnel${tunnels === 1 ? '' : 's'} use${tunnels === 1 ? 's' : ''} this network.`;
-  if (keyState !== 'ok') {
-    cond = {
-      status: 'False',
-      reason:
-        keyState === 'secretMissing' ? NetworkReason.SwarmKeySecretMissing : NetworkReason.SwarmKeyMissing,
-      message: `${keyState === 'secretMissing' ? `Secret ${ref.name} does not exist` : `Secret ${ref.name} has no key "${secretKey}"`}: create it with kubectl -n ${namespace} create secret generic ${ref.name} --from-file=${secretKey}=swarm.key (peertunnel keygen > swarm.key, the same key in every cluster). Sidecars and relays cannot start without it. ${usage}`,
-    };
-  }
+  // ensure: the relays, or their removal.
+  let relayAddresses: string[] | undefined;
+  let workError: unknown;
   try {
     const spec = relaySpec(network);
     relayAddresses = spec === undefined ? undefined : await ensureRelays(ctx, network, spec);
     if (spec === undefined) await removeRelays(ctx.client, namespace, name, 0);
   } catch (err) {
     workError = err;
-    cond ??= {
-      status: 'False',
-      reason: NetworkReason.RelayError,
-      message: `could not create the relays: ${String(err)}. Check the operator's RBAC and the namespace's quota.`,
-    };
   }
-  const status: PeerNetworkStatus = { observedGeneration: network.metadata.generation };
-  if (relayAddresses !== undefined && relayAddresses.length > 0) status.relayAddresses = relayAddresses;
-  else if (workError !== undefined && network.status?.relayAddresses !== undefined) {
-    // Keep what was published rather than pull bootstrap peers from under running sidecars.
-    status.relayAddresses = network.status.relayAddresses;
-  }
-  if (cond === undefined) {
-    const peers = bootstrapPeers({ ...network, status });
-    const wanted = relaySpec(network)?.replicas ?? 0;
-    const pending = wanted - (relayAddresses?.length ?? 0);
-    cond =
-      peers.length === 0
-        ? {
-            status: 'False',
-            reason: NetworkReason.RelaysPending,
-            message: `no relay address is known yet (Service type ${network.spec.relay?.serviceType ?? DEFAULTS.relayServiceType} without an address?): wait for the load balancer, or set spec.relay.announce. ${usage}`,
-          }
-        : {
-            status: 'True',
-            reason: NetworkReason.Ready as NetworkReasonCode,
-            message: `${peers.length} bootstrap peer${peers.length === 1 ? '' : 's'}${wanted > 0 ? ` (${wanted - pending} of ${wanted} operator-run relays with an address)` : ''}. ${usage}`,
-          };
-  }
-  status.conditions = setReady(network.status?.conditions, cond, network.metadata.generation, ctx.now());
-
+  // status
+  const status = computeNetworkStatus({
+    network,
+    swarmKey,
+    tunnels,
+    relayAddresses,
+    relayError: workError,
+    now: ctx.now(),
+  });
   let statusError: unknown;
   try {
     await writeNetworkStatus(ctx, network, status);

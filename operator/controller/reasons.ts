@@ -22,6 +22,10 @@ export const TunnelReason = {
   SidecarStatusUnavailable: 'SidecarStatusUnavailable',
   /** A forward sees no pod exposing its name. */
   NoProviders: 'NoProviders',
+  /** Refused: spec.selector names no label (it would inject every pod of the namespace). */
+  SelectorSelectsEverything: 'SelectorSelectsEverything',
+  /** Refused: an expose host is not loopback and the namespace may not expose other hosts. */
+  RemoteExposeNotAllowed: 'RemoteExposeNotAllowed',
 } as const;
 export type TunnelReasonCode = (typeof TunnelReason)[keyof typeof TunnelReason];
 

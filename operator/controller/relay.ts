@@ -8,14 +8,17 @@ import type { V1Deployment, V1Service } from '@kubernetes/client-node';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { DEFAULTS, type PeerNetwork } from '../../crds/schema.js';
-import {
-  CONFIG_ENV,
-  DEFAULT_SWARM_KEY_ENV,
-  type NodeConfigInput,
-  parseConfig,
-} from '../../sidecar/config.js';
+import { CONFIG_ENV, type NodeConfigInput, parseConfig } from '../../sidecar/config.js';
 import { INJECT_ANNOTATION } from '../inject.js';
-import { ADMIN_PORT_NAME, P2P_PORT_NAME, sidecarSecurityContext } from '../render.js';
+import {
+  ADMIN_PORT_NAME,
+  P2P_PORT_NAME,
+  SWARM_KEY_DIR,
+  SWARM_KEY_FILE,
+  SWARM_KEY_VOLUME,
+  sidecarSecurityContext,
+  swarmKeyVolume,
+} from '../render.js';
 import type { InjectSettings } from '../settings.js';
 
 export const RELAY_OF_LABEL = 'peertunnel.io/relay-of';
@@ -131,7 +134,7 @@ export function renderRelayConfig(
 ): NodeConfigInput {
   const config: NodeConfigInput = {
     role: 'relay',
-    swarmKey: { env: DEFAULT_SWARM_KEY_ENV },
+    swarmKey: { file: SWARM_KEY_FILE },
     identity: { file: `${IDENTITY_DIR}/identity.key` },
     listen: [`/ip4/0.0.0.0/tcp/${spec.port}`],
     announce,
@@ -154,7 +157,6 @@ export function renderRelayDeployment(
   settings: InjectSettings,
 ): V1Deployment {
   const name = relayName(network.metadata.name ?? '', i);
-  const ref = network.spec.swarmKeySecretRef;
   const probe = (path: string, period: number) => ({
     httpGet: { path, port: ADMIN_PORT_NAME, scheme: 'HTTP' },
     periodSeconds: period,
@@ -196,19 +198,7 @@ export function renderRelayDeployment(
               image: settings.image,
               imagePullPolicy: settings.imagePullPolicy,
               args: ['node'],
-              env: [
-                { name: CONFIG_ENV, value: JSON.stringify(config) },
-                {
-                  name: DEFAULT_SWARM_KEY_ENV,
-                  valueFrom: {
-                    secretKeyRef: {
-                      name: ref.name,
-                      key: ref.key ?? DEFAULTS.swarmKeySecretKey,
-                      optional: false,
-                    },
-                  },
-                },
-              ],
+              env: [{ name: CONFIG_ENV, value: JSON.stringify(config) }],
               ports: [
                 { name: P2P_PORT_NAME, containerPort: spec.port, protocol: 'TCP' },
                 { name: ADMIN_PORT_NAME, containerPort: settings.adminPort, protocol: 'TCP' },
@@ -220,10 +210,14 @@ export function renderRelayDeployment(
                 limits: { ...settings.resources.limits },
               },
               securityContext: sidecarSecurityContext(settings),
-              volumeMounts: [{ name: 'identity', mountPath: IDENTITY_DIR, readOnly: true }],
+              volumeMounts: [
+                { name: 'identity', mountPath: IDENTITY_DIR, readOnly: true },
+                { name: SWARM_KEY_VOLUME, mountPath: SWARM_KEY_DIR, readOnly: true },
+              ],
             },
           ],
           volumes: [
+            swarmKeyVolume(network),
             {
               name: 'identity',
               secret: {

@@ -6,8 +6,8 @@
  * any address with it.
  */
 import type { V1Pod } from '@kubernetes/client-node';
+import { parseSidecarReport, type SidecarReport } from '../../contracts/sidecar-status.js';
 import { ADMIN_PORT_NAME } from '../render.js';
-import { parseSidecarReport, type SidecarReport } from './status.js';
 
 export const ADMIN_ADDRESS_ANNOTATION = 'peertunnel.io/admin-address';
 
@@ -32,17 +32,22 @@ export function defaultAdminAddress(containerName: string, fallbackPort: number,
 
 export type SidecarStatusFetcher = (pod: V1Pod) => Promise<SidecarReport | undefined>;
 
-/** GET http://<address>/status with a short timeout; undefined when unreachable or unreadable. */
+/**
+ * GET http://<address>/status with a short timeout; undefined when unreachable or not JSON. A JSON
+ * body that breaks the status contract throws its ContractError: the caller counts and logs it.
+ */
 export function httpSidecarStatus(resolve: AdminAddressResolver, timeoutMs = 2_000): SidecarStatusFetcher {
   return async (pod) => {
     const address = resolve(pod);
     if (address === undefined) return undefined;
+    let body: unknown;
     try {
       const res = await fetch(`http://${address}/status`, { signal: AbortSignal.timeout(timeoutMs) });
       if (!res.ok) return undefined;
-      return parseSidecarReport(await res.json());
+      body = await res.json();
     } catch {
       return undefined;
     }
+    return parseSidecarReport(body);
   };
 }

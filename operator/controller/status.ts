@@ -4,19 +4,22 @@
  * decides whether a status is written at all.
  */
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
+import { LIMITS } from '../../contracts/limits.js';
+import { type TunnelPath, tunnelPathOf } from '../../contracts/paths.js';
+import type { ReportedProvider, SidecarReport } from '../../contracts/sidecar-status.js';
 import {
   CONDITION_READY,
   type Condition,
   DEFAULTS,
-  LIMITS,
-  type PathKind,
   type PeerNetwork,
   type PeerTunnel,
   type PeerTunnelStatus,
 } from '../../crds/schema.js';
 import { INJECT_ANNOTATION, TUNNELS_ANNOTATION } from '../inject.js';
+import { SkipReason } from '../reasons.js';
 import { bootstrapPeers, canonicalJson } from '../render.js';
 import { matchesSelector } from '../selector.js';
+import { tunnelPolicyProblem } from '../tunnel-policy.js';
 import { TunnelReason, type TunnelReasonCode } from './reasons.js';
 
 export interface ConditionInput {
@@ -56,27 +59,7 @@ export const readyCondition = (conditions: readonly Condition[] | undefined): Co
   conditions?.find((c) => c.type === CONDITION_READY);
 
 // ---------------------------------------------------------------------------------------------
-// Sidecar reports: the part of a sidecar's /status the operator reads.
-
-export interface SidecarReport {
-  peerId: string;
-  ready: boolean;
-  exposes: Array<{ name: string }>;
-  forwards: Array<{
-    name: string;
-    providers: Array<{
-      peer: string;
-      connected: boolean;
-      path: string | null;
-      /** Not backing off after a failed attempt (absent in a report: true). */
-      healthy: boolean;
-      /** Failed attempts since the last success (absent in a report: 0). */
-      failures: number;
-    }>;
-  }>;
-}
-
-type ReportedProvider = SidecarReport['forwards'][number]['providers'][number];
+// Sidecar reports: the part of a sidecar's /status the operator reads (contracts/sidecar-status.ts).
 
 /**
  * Whether a provider a sidecar lists is one a status may count. A forwarder keeps listing a dead
@@ -85,39 +68,6 @@ type ReportedProvider = SidecarReport['forwards'][number]['providers'][number];
  */
 export function isLiveProvider(p: ReportedProvider): boolean {
   return p.healthy && (p.connected || p.failures === 0);
-}
-
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
-
-/** Reads a /status body defensively: a sidecar of another version must not break the operator. */
-export function parseSidecarReport(body: unknown): SidecarReport | undefined {
-  if (!isRecord(body) || typeof body.peerId !== 'string') return undefined;
-  const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-  return {
-    peerId: body.peerId,
-    ready: body.ready === true,
-    exposes: list(body.exposes)
-      .filter(isRecord)
-      .filter((e) => typeof e.name === 'string')
-      .map((e) => ({ name: String(e.name) })),
-    forwards: list(body.forwards)
-      .filter(isRecord)
-      .filter((f) => typeof f.name === 'string')
-      .map((f) => ({
-        name: String(f.name),
-        providers: list(f.providers)
-          .filter(isRecord)
-          .filter((p) => typeof p.peer === 'string')
-          .map((p) => ({
-            peer: String(p.peer),
-            connected: p.connected === true,
-            path: typeof p.path === 'string' ? p.path : null,
-            healthy: p.healthy !== false,
-            failures:
-              typeof p.failures === 'number' && Number.isFinite(p.failures) ? Math.max(0, p.failures) : 0,
-          })),
-      })),
-  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,19 +124,14 @@ export interface TunnelFacts {
   /** Pods of the tunnel's namespace (the cache's). */
   pods: readonly V1Pod[];
   containerName: string;
+  /** The operator's setting: namespaces whose tunnels may expose non-loopback hosts. */
+  allowRemoteExposeNamespaces?: readonly string[];
   /** Reports of ready injected pods, by pod name; a pod whose /status failed is absent. */
   reports: ReadonlyMap<string, SidecarReport>;
   now: Date;
 }
 
-const SIDECAR_PATHS: Record<string, PathKind> = {
-  direct: 'direct',
-  hole_punched: 'hole-punched',
-  port_mapped: 'port-mapped',
-  relayed: 'relayed',
-};
-
-function combinePaths(paths: readonly PathKind[]): PathKind {
+function combinePaths(paths: readonly TunnelPath[]): TunnelPath {
   const kinds = new Set(paths.filter((p) => p !== 'none'));
   if (kinds.size === 0) return 'none';
   if (kinds.size > 1) return 'mixed';
@@ -214,13 +159,13 @@ export function computeTunnelStatus(f: TunnelFacts): PeerTunnelStatus {
 
   const forwards = (tunnel.spec.forward ?? []).map((fw) => {
     const peers = new Set<string>();
-    const paths: PathKind[] = [];
+    const paths: TunnelPath[] = [];
     for (const r of reports) {
       for (const p of r.forwards.find((x) => x.name === fw.name)?.providers ?? []) {
         // Counted when any ready sidecar sees it live.
         if (!isLiveProvider(p)) continue;
         peers.add(p.peer);
-        if (p.connected && p.path !== null) paths.push(SIDECAR_PATHS[p.path] ?? 'direct');
+        if (p.connected && p.path !== null) paths.push(tunnelPathOf(p.path));
       }
     }
     return { name: fw.name, providers: peers.size, path: combinePaths(paths) };
@@ -265,11 +210,20 @@ function tunnelReady(
     missing: V1Pod[];
     ready: V1Pod[];
     reports: number;
-    forwards: Array<{ name: string; providers: number; path: PathKind }>;
+    forwards: Array<{ name: string; providers: number; path: TunnelPath }>;
     ns: string;
   },
 ): ConditionInput & { reason: TunnelReasonCode } {
   const no = (reason: TunnelReasonCode, message: string) => ({ status: 'False' as const, reason, message });
+  const refused = tunnelPolicyProblem(f.tunnel, f.allowRemoteExposeNamespaces ?? []);
+  if (refused !== undefined) {
+    return no(
+      refused.reason === SkipReason.SelectorSelectsEverything
+        ? TunnelReason.SelectorSelectsEverything
+        : TunnelReason.RemoteExposeNotAllowed,
+      refused.message,
+    );
+  }
   const net = f.network;
   const netName = f.tunnel.spec.networkRef.name;
   if (net === undefined || net.metadata.deletionTimestamp != null) {

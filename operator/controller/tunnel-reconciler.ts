@@ -1,10 +1,12 @@
 /**
- * The PeerTunnel reconciler, in the order of design §7: get → gone? → (no finalizer) → validate →
+ * The PeerTunnel reconciler, in the order of docs/architecture.md (Reconcilers): get → gone? → (no finalizer) → validate →
  * ensure → status. Nothing is created for a tunnel (the webhook injects, pods are the user's), so
  * "ensure" is gathering what the sidecars report. No finalizer: deleting a tunnel leaves nothing of
  * ours to clean up; pods still running its sidecar are told about in events.
  */
 import type { V1Pod } from '@kubernetes/client-node';
+import { ContractError } from '../../contracts/errors.js';
+import type { SidecarReport } from '../../contracts/sidecar-status.js';
 import { API_VERSION, CONDITION_READY, type PeerNetwork, type PeerTunnel } from '../../crds/schema.js';
 import { paths } from '../kube.js';
 import { type ReconcileContext, ReconcileError, type ReconcileOutcome, splitKey } from './context.js';
@@ -13,7 +15,6 @@ import {
   computeTunnelStatus,
   podsSelectedBy,
   readyCondition,
-  type SidecarReport,
   type SwarmKeyState,
   sameStatus,
   sidecarReady,
@@ -52,6 +53,7 @@ export async function reconcileTunnel(ctx: ReconcileContext, key: string): Promi
       swarmKey,
       pods,
       containerName: ctx.settings.containerName,
+      allowRemoteExposeNamespaces: ctx.settings.allowRemoteExposeNamespaces,
       reports,
       now: ctx.now(),
     });
@@ -85,8 +87,24 @@ async function gatherReports(
   const out = new Map<string, SidecarReport>();
   await Promise.all(
     ready.map(async (p) => {
-      const r = await ctx.sidecarStatus(p);
-      if (r !== undefined) out.set(p.metadata?.name ?? '', r);
+      const podName = p.metadata?.name ?? '';
+      try {
+        const r = await ctx.sidecarStatus(p);
+        if (r !== undefined) out.set(podName, r);
+      } catch (err) {
+        if (!(err instanceof ContractError)) throw err;
+        // A sidecar whose /status this operator cannot read (another version?): not counted.
+        ctx.metrics.sidecarStatusInvalid.inc();
+        ctx.logger.warn(
+          {
+            event: 'sidecar_status_invalid',
+            namespace: p.metadata?.namespace,
+            pod: podName,
+            field: err.field,
+          },
+          `sidecar /status not understood: ${err.message}`,
+        );
+      }
     }),
   );
   return out;

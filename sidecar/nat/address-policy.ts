@@ -28,7 +28,22 @@ const NON_PUBLIC_V6 = [
   ['ff00::', 8],
 ] as const;
 
+/** Never dialled, whatever a peer announces: unspecified, link-local (cloud metadata), multicast, broadcast. */
+const NEVER_DIAL_V4 = [
+  ['0.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['224.0.0.0', 4],
+  ['255.255.255.255', 32],
+] as const;
+const NEVER_DIAL_V6 = [
+  ['::', 128],
+  ['fe80::', 10],
+  ['ff00::', 8],
+] as const;
+
 export class AddressPolicy {
+  private readonly neverDial = new BlockList();
+  private readonly loopback = new BlockList();
   private readonly explicit?: BlockList;
   private readonly nonPublic = new BlockList();
 
@@ -36,6 +51,10 @@ export class AddressPolicy {
   constructor(publicRanges: readonly string[] = []) {
     for (const [net, bits] of NON_PUBLIC_V4) this.nonPublic.addSubnet(net, bits, 'ipv4');
     for (const [net, bits] of NON_PUBLIC_V6) this.nonPublic.addSubnet(net, bits, 'ipv6');
+    for (const [net, bits] of NEVER_DIAL_V4) this.neverDial.addSubnet(net, bits, 'ipv4');
+    for (const [net, bits] of NEVER_DIAL_V6) this.neverDial.addSubnet(net, bits, 'ipv6');
+    this.loopback.addSubnet('127.0.0.0', 8, 'ipv4');
+    this.loopback.addSubnet('::1', 128, 'ipv6');
     if (publicRanges.length > 0) {
       const list = new BlockList();
       for (const range of publicRanges) {
@@ -52,6 +71,19 @@ export class AddressPolicy {
     const type = family === 6 ? 'ipv6' : 'ipv4';
     if (this.explicit !== undefined) return this.explicit.check(ip, type);
     return !this.nonPublic.check(ip, type);
+  }
+
+  /**
+   * Whether this node may dial `ip` when a peer (a DHT record) names it. A remote peer's loopback
+   * address is this pod itself (its app's ports): only where the node listens on loopback (one
+   * host, tests and the demo) is it a peer.
+   */
+  isDialable(ip: string, allowLoopback: boolean): boolean {
+    const family = isIP(ip);
+    if (family === 0) return false;
+    const type = family === 6 ? 'ipv6' : 'ipv4';
+    if (this.neverDial.check(ip, type)) return false;
+    return allowLoopback || !this.loopback.check(ip, type);
   }
 
   /** The IP of a multiaddr string such as /ip4/1.2.3.4/tcp/4001, or undefined. */

@@ -15,14 +15,12 @@
  * address of that same peer fails at once (every new stream's dial, the DHT's and the hole
  * puncher's would otherwise each wait out the timeout again).
  */
-import type net from 'node:net';
 import type { Transport } from '@libp2p/interface';
-import type { TCPComponents, TCPDialOptions } from '@libp2p/tcp';
+import type { TCPComponents } from '@libp2p/tcp';
 import type { Multiaddr } from '@multiformats/multiaddr';
+import { addTcpConnectLayer } from '../patches/tcp.js';
 import { AddressPolicy } from './address-policy.js';
 import { PRIVATE_CONNECT_TIMEOUT_MS, UNREACHABLE_MEMORY_MS } from './constants.js';
-
-type Connect = (ma: Multiaddr, options: TCPDialOptions) => Promise<net.Socket>;
 
 /** Thrown (as the abort reason) when a connect outlived its address's timeout. */
 export class ConnectTimeoutError extends Error {
@@ -100,8 +98,8 @@ export class UnreachableAddresses {
 
 /**
  * Wraps a TCP transport factory (@libp2p/tcp or `reusePortTcp`) so that each connect to an
- * address for which `timeoutFor` gives a number is bounded by it. Listening, upgrade and
- * everything else stay the transport's own.
+ * address for which `timeoutFor` gives a number is bounded by it: a layer of the one `_connect`
+ * patch (sidecar/patches/tcp.ts). Listening, upgrade and everything else stay the transport's own.
  */
 export function withConnectTimeout(
   factory: (components: TCPComponents) => Transport,
@@ -110,14 +108,7 @@ export function withConnectTimeout(
 ): (components: TCPComponents) => Transport {
   return (components) => {
     const transport = factory(components);
-    // _connect is @libp2p/tcp's socket step inside dial() (reusePortTcp wraps the same step).
-    const inner: unknown = Reflect.get(transport, '_connect');
-    if (typeof inner !== 'function') {
-      process.emitWarning('@libp2p/tcp no longer has the _connect step that connect timeouts wrap');
-      return transport;
-    }
-    const connect: Connect = (ma, options) => Reflect.apply(inner, transport, [ma, options]);
-    Reflect.set(transport, '_connect', (ma: Multiaddr, options: TCPDialOptions): Promise<net.Socket> => {
+    addTcpConnectLayer(transport, (connect) => (ma, options) => {
       const timeoutMs = timeoutFor(ma);
       if (timeoutMs === undefined) return connect(ma, options);
       const address = ma.toString();

@@ -1,12 +1,5 @@
 /** Defaults of the NAT traversal area, applied once where each option is read. */
 
-/**
- * Upper bound of one connect made by the reuse-port addon, in ms. Each pending addon connect holds
- * a libuv thread-pool thread (4 by default), so this bounds how long a blackholed SYN can hold one;
- * the dial's own abort signal usually ends it sooner.
- */
-export const ADDON_CONNECT_TIMEOUT_MS = 10_000;
-
 /** Error codes of a dial from the listening port after which a plain dial is worth trying. */
 export const LOCAL_ENDPOINT_ERRORS: ReadonlySet<string> = new Set([
   // the 4-tuple is taken: a connection (or TIME_WAIT) between these two ports already exists

@@ -2,8 +2,8 @@
 
 /**
  * Outgoing TCP connections cannot come from the listening port, so TCP hole punching cannot
- * work: neither `net.BoundSocket` (Node >= 24.19) nor the reuse-port addon is usable. Dials still
- * work, from ephemeral ports.
+ * work: this Node has no `net.BoundSocket` (Node >= 24.19 has). Dials still work, from ephemeral
+ * ports.
  */
 export class ReusePortUnavailableError extends Error {
   constructor(reason: string, options?: ErrorOptions) {

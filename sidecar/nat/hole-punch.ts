@@ -14,22 +14,21 @@
  * The simultaneous open itself needs dials from the listening port: reusePortTcp() in node.ts.
  */
 
-import { type DCUtRServiceComponents, dcutr } from '@libp2p/dcutr';
+import type { DCUtRServiceComponents } from '@libp2p/dcutr';
 import {
   type Connection,
   type Libp2p,
-  type MultiaddrConnection,
   type PeerId,
   type Stream,
   serviceDependencies,
 } from '@libp2p/interface';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
+import { isCircuitAddress, isRelayedConnection } from '../../contracts/relayed.js';
+import { DCUTR_DIAL_PRIORITY, type DcutrInternals, patchedDcutr } from '../patches/dcutr.js';
+import { deferConnectionClose, type OutboundUpgrader, restoreResponderDials } from '../patches/libp2p.js';
 import type { AddressPolicy } from './address-policy.js';
 import { HolePunchSetupError } from './errors.js';
 import { ObservedAddrs, type ObservedAddrsInit } from './observed-addrs.js';
-
-/** dcutr marks its own dials with this priority; other force-dials are unilateral upgrades. */
-const DCUTR_DIAL_PRIORITY = 100;
 
 export interface HolePunchInit {
   /** Which addresses count as reachable between sites. */
@@ -54,11 +53,6 @@ export interface HolePunchInit {
   /** Streams that keep an upgraded relayed connection open. @default protocol starts with /x/ */
   isPayloadStream?: (stream: Stream) => boolean;
   observed?: ObservedAddrsInit;
-}
-
-/** The one upgrader step this module adjusts (structural: no internal package import). */
-interface OutboundUpgrader {
-  upgradeOutbound(maConn: MultiaddrConnection, opts: { initiator?: boolean }): Promise<Connection>;
 }
 
 export interface HolePunchComponents extends DCUtRServiceComponents {
@@ -89,40 +83,11 @@ export interface HolePunch {
   status(): HolePunchStatus;
 }
 
-/** The parts of DefaultDCUtRService this module replaces (checked at run time). */
-interface DcutrInternals {
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  isStarted(): boolean;
-  upgradeInbound(connection: Connection): Promise<void>;
-  handleIncomingUpgrade(stream: Stream, connection: Connection): Promise<void>;
-  getDialableMultiaddrs(addrs: Array<Uint8Array | undefined>): Multiaddr[];
-  attemptUnilateralConnectionUpgrade(connection: Connection): Promise<boolean>;
-}
-
-const REPLACED = [
-  'upgradeInbound',
-  'handleIncomingUpgrade',
-  'getDialableMultiaddrs',
-  'attemptUnilateralConnectionUpgrade',
-] as const;
-
-function asInternals(service: unknown): DcutrInternals {
-  for (const name of ['start', 'stop', 'isStarted', ...REPLACED]) {
-    if (typeof Reflect.get(service as object, name) !== 'function')
-      throw new HolePunchSetupError(`@libp2p/dcutr no longer has the ${name} step this wraps`);
-  }
-  return service as DcutrInternals;
-}
-
 /** The peer ID a dial target names (a multiaddr or a list of them, with /p2p/). */
 function peerOf(target: unknown): string | undefined {
   const first: unknown = Array.isArray(target) ? target[0] : target;
   return /\/p2p\/([^/]+)$/.exec(String(first))?.[1];
 }
-
-const isRelayed = (c: Connection): boolean =>
-  c.limits !== undefined || c.remoteAddr.toString().includes('/p2p-circuit');
 
 interface PeerRounds {
   failures: number[];
@@ -133,7 +98,7 @@ interface PeerRounds {
 class HolePunchService implements HolePunch {
   readonly [Symbol.toStringTag] = '@peertunnel/hole-punch';
   readonly observed: ObservedAddrs;
-  private readonly inner: DcutrInternals;
+  private readonly inner: Pick<DcutrInternals, 'start' | 'stop' | 'isStarted'>;
   private readonly listeners = new Set<(event: HolePunchEvent) => void>();
   private readonly rounds = new Map<string, PeerRounds>();
   private readonly punched = new WeakSet<Connection>();
@@ -207,17 +172,22 @@ class HolePunchService implements HolePunch {
         },
       },
     );
-    this.inner = asInternals(
-      // libp2p's components object is a proxy that throws on unset entries: never spread it.
-      dcutr({ timeout: this.timeoutMs, retries: init.retries ?? 3 })(
-        Object.create(components, {
-          addressManager: { value: withCandidates },
-          connectionManager: { value: trackingConnections },
-        }),
-      ),
+    this.inner = patchedDcutr(
+      components,
+      { addressManager: withCandidates, connectionManager: trackingConnections },
+      { timeout: this.timeoutMs, retries: init.retries ?? 3 },
+      {
+        getDialableMultiaddrs: (addrs) => this.dialable(addrs),
+        attemptUnilateralConnectionUpgrade: (connection) => this.unilateral(connection),
+        // B: the inbound side of a relayed connection drives the rounds.
+        upgradeInbound: (relayed, stock) => this.round(relayed, stock),
+        // A: answers B's Connect and dials at its Sync.
+        handleIncomingUpgrade: (stream, relayed, stock) => this.answer(stream, relayed, stock),
+      },
     );
-    this.replaceSteps();
-    this.restoreInitiatorOption();
+    restoreResponderDials(components.transportManager, components.upgrader, (ma) =>
+      this.responderDials.has(ma.toString()),
+    );
     this.onIdentify = this.onIdentify.bind(this);
     this.onOpen = this.onOpen.bind(this);
   }
@@ -282,7 +252,7 @@ class HolePunchService implements HolePunch {
   private onOpen(evt: CustomEvent<Connection>): void {
     const c = evt.detail;
     const peer = c.remotePeer.toString();
-    if (isRelayed(c) || !this.punching.has(peer)) return;
+    if (isRelayedConnection(c) || !this.punching.has(peer)) return;
     this.punched.add(c);
     this.emit({ type: 'upgraded', peer, connection: c, path: 'hole_punched' });
   }
@@ -305,67 +275,33 @@ class HolePunchService implements HolePunch {
   private directTo(peer: PeerId): Connection | undefined {
     return this.components.connectionManager
       .getConnections(peer)
-      .find((c) => c.status === 'open' && !isRelayed(c));
+      .find((c) => c.status === 'open' && !isRelayedConnection(c));
   }
 
-  /**
-   * In a TCP simultaneous open both ends dial, so one of them must run the upgrade as the
-   * responder: DCUtR's B passes `initiator: false` to openConnection, but libp2p 3.3's dial queue
-   * builds the transport's options from a fixed list and drops it, both ends start noise as the
-   * initiator and the handshake fails ("handshake stage 1 validation fail"). The transport
-   * manager's dial is where the option can still reach the transport (which hands its options to
-   * `upgradeOutbound`), so it is put back there for exactly the addresses B is dialing.
-   */
-  private restoreInitiatorOption(): void {
-    const tm = this.components.transportManager;
-    const dial = tm.dial.bind(tm);
-    tm.dial = (ma, options) => {
-      if (!this.responderDials.has(ma.toString())) return dial(ma, options);
-      // The upgrader reads `initiator` from these options; the transport manager's type omits it.
-      const responder: typeof options & { initiator: false } = { ...options, initiator: false };
-      return dial(ma, responder);
-    };
-    // The upgrader honours `initiator: false` for noise and multistream-select, but yamux picks its
-    // role (stream ID parity) from the connection's direction: "Both endpoints are clients". The
-    // pnet and noise wrappers copy the direction when they are made, so set it before the upgrade.
-    const upgrader = this.components.upgrader;
-    const upgradeOutbound = upgrader.upgradeOutbound.bind(upgrader);
-    upgrader.upgradeOutbound = (maConn, opts) => {
-      if (opts.initiator === false) Reflect.set(maConn, 'direction', 'inbound');
-      return upgradeOutbound(maConn, opts);
-    };
-  }
-
-  private replaceSteps(): void {
-    const inner = this.inner;
-    const upgradeInbound = inner.upgradeInbound.bind(inner);
-    const handleIncomingUpgrade = inner.handleIncomingUpgrade.bind(inner);
-    // Own properties shadow the prototype's; the stock start() registers these very functions.
-    inner.getDialableMultiaddrs = (addrs) => this.dialable(addrs);
-    inner.attemptUnilateralConnectionUpgrade = (connection) => this.unilateral(connection);
-    // B: the inbound side of a relayed connection drives the rounds.
-    inner.upgradeInbound = (relayed) => this.round(relayed, upgradeInbound);
-    // A: answers B's Connect and dials at its Sync.
-    inner.handleIncomingUpgrade = async (stream, relayed) => {
-      const peer = relayed.remotePeer.toString();
-      const r = this.roundsOf(peer);
-      if (this.recentFailures(r, Date.now()) >= this.maxFailedRounds * (this.init.retries ?? 3)) {
-        this.emit({ type: 'attempt', peer, result: 'gave_up', ms: 0 });
-        stream.abort(new HolePunchSetupError(`too many failed hole punches with ${peer}`));
-        return;
-      }
-      const started = performance.now();
-      const restore = this.deferClose(relayed);
-      try {
-        await handleIncomingUpgrade(stream, relayed);
-      } catch (err) {
-        r.failures.push(Date.now());
-        throw err;
-      } finally {
-        restore();
-      }
-      this.upgraded(relayed.remotePeer, performance.now() - started, false);
-    };
+  /** A: answers B's Connect and dials at its Sync, unless this peer failed too often lately. */
+  private async answer(
+    stream: Stream,
+    relayed: Connection,
+    stock: (s: Stream, c: Connection) => Promise<void>,
+  ): Promise<void> {
+    const peer = relayed.remotePeer.toString();
+    const r = this.roundsOf(peer);
+    if (this.recentFailures(r, Date.now()) >= this.maxFailedRounds * (this.init.retries ?? 3)) {
+      this.emit({ type: 'attempt', peer, result: 'gave_up', ms: 0 });
+      stream.abort(new HolePunchSetupError(`too many failed hole punches with ${peer}`));
+      return;
+    }
+    const started = performance.now();
+    const restore = this.deferClose(relayed);
+    try {
+      await stock(stream, relayed);
+    } catch (err) {
+      r.failures.push(Date.now());
+      throw err;
+    } finally {
+      restore();
+    }
+    this.upgraded(relayed.remotePeer, performance.now() - started, false);
   }
 
   /** One bounded round as B; schedules the next one while the peer is only relayed. */
@@ -440,7 +376,7 @@ class HolePunchService implements HolePunch {
 
   private usable(ma: Multiaddr): boolean {
     const text = ma.toString();
-    if (text.includes('/p2p-circuit')) return false;
+    if (isCircuitAddress(text)) return false;
     const [ip, tcp] = ma.getComponents();
     if ((ip?.name !== 'ip4' && ip?.name !== 'ip6') || tcp?.name !== 'tcp' || ip.value === undefined)
       return false;
@@ -466,7 +402,7 @@ class HolePunchService implements HolePunch {
         signal: AbortSignal.timeout(this.timeoutMs),
         force: true,
       });
-      if (isRelayed(connection)) return false;
+      if (isRelayedConnection(connection)) return false;
       await relayed.close();
       return true;
     } catch {
@@ -481,9 +417,8 @@ class HolePunchService implements HolePunch {
    * then closes for real. Returns the function that puts the stock close back.
    */
   private deferClose(relayed: Connection): () => void {
-    const realClose = relayed.close.bind(relayed);
     const peer = relayed.remotePeer.toString();
-    const deferred = async (): Promise<void> => {
+    return deferConnectionClose(relayed, async (realClose) => {
       const started = Date.now();
       const poll = (): void => {
         const left = relayed.streams.filter((s) => this.isPayloadStream(s)).length;
@@ -502,11 +437,7 @@ class HolePunchService implements HolePunch {
         realClose().catch(() => relayed.abort(new HolePunchSetupError('relayed connection did not close')));
       };
       poll();
-    };
-    Reflect.set(relayed, 'close', deferred);
-    return () => {
-      Reflect.deleteProperty(relayed, 'close');
-    };
+    });
   }
 }
 

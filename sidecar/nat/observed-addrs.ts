@@ -15,8 +15,10 @@
  * NAT maps per destination (symmetric): its ports are useless to a peer, so there are no
  * candidates at all and hole punching fails fast instead of dialling wrong ports.
  */
+
 import type { Connection, PeerId } from '@libp2p/interface';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
+import { isRelayedConnection } from '../../contracts/relayed.js';
 import type { AddressPolicy } from './address-policy.js';
 
 export interface ObservedAddrsInit {
@@ -78,8 +80,7 @@ export class ObservedAddrs {
     const { observedAddr, connection } = result;
     if (observedAddr === undefined) return false;
     // A relayed connection's observed address is the relay's view of the relay: meaningless.
-    if (connection.limits !== undefined || connection.remoteAddr.toString().includes('/p2p-circuit'))
-      return false;
+    if (isRelayedConnection(connection)) return false;
     const remote = tcpEndpoint(connection.remoteAddr);
     // Only a peer on a public address sees our NAT's public side (a LAN peer sees our LAN address).
     if (remote === undefined || !this.policy.isPublic(remote.ip)) return false;

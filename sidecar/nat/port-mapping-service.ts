@@ -3,9 +3,11 @@
  * half-life, and maps again (with backoff) when the mapping is lost; stop() removes the mapping
  * from the gateway before the protocol client is closed.
  */
+
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection } from '@libp2p/interface';
 import { multiaddr } from '@multiformats/multiaddr';
+import { isRelayedConnection } from '../../contracts/relayed.js';
 import { AddressPolicy } from './address-policy.js';
 import { localAddressFor, readDefaultGateway } from './gateway.js';
 import type {
@@ -15,12 +17,11 @@ import type {
   PortMappingState,
   PortMappingStatus,
 } from './port-mapping.js';
-import {
-  libraryClients,
-  type MappedPort,
-  type MappingClient,
-  type MappingClients,
-  type PortMappingProtocol,
+import type {
+  MappedPort,
+  MappingClient,
+  MappingClients,
+  PortMappingProtocol,
 } from './port-mapping-clients.js';
 import { PortMappingError, PortMappingUnavailableError } from './port-mapping-errors.js';
 import {
@@ -57,7 +58,8 @@ export class DefaultPortMapper implements PortMapper {
   private readonly requestTimeoutMs: number;
   private readonly unmapTimeoutMs: number;
   private readonly policy: AddressPolicy;
-  private readonly clients: MappingClients;
+  /** Given (tests), or the library's, imported on first use: a node with port mapping off never loads its XML/SOAP stack. */
+  private clients: MappingClients | undefined;
   private readonly now: () => number;
   private readonly log: PortMapperComponents['logger'];
 
@@ -82,7 +84,7 @@ export class DefaultPortMapper implements PortMapper {
     this.requestTimeoutMs = init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.unmapTimeoutMs = init.unmapTimeoutMs ?? DEFAULT_UNMAP_TIMEOUT_MS;
     this.policy = new AddressPolicy(init.publicRanges ?? []);
-    this.clients = components.clients ?? libraryClients;
+    this.clients = components.clients;
     this.now = components.now ?? Date.now;
     this.log = components.logger.child({ area: 'port_mapping' });
     this.state = this.protocols.length === 0 ? 'disabled' : 'searching';
@@ -260,6 +262,7 @@ export class DefaultPortMapper implements PortMapper {
   }
 
   private async open(protocol: PortMappingProtocol, signal: AbortSignal): Promise<MappingClient> {
+    this.clients ??= (await import('./port-mapping-clients.js')).libraryClients;
     if (protocol === 'upnp')
       return this.clients.upnp({ gateway: this.gateway, timeoutMs: this.discoveryTimeoutMs, signal });
     const gateway = this.gateway ?? (await (this.c.defaultGateway ?? readDefaultGateway)());
@@ -348,8 +351,8 @@ export class DefaultPortMapper implements PortMapper {
         held.externalPort,
         'tcp',
       );
-    // A mapping made by the gateway itself needs no AutoNAT round (design §5: AutoNAT wants 4
-    // different /8s, which a private network rarely has). It stays confirmed as long as the lease.
+    // A mapping made by the gateway itself needs no AutoNAT round (AutoNAT wants confirmations
+    // from 4 different /8s, which a private network rarely has). It stays confirmed as long as the lease.
     am.confirmObservedAddr(multiaddr(held.address), {
       type: 'ip-mapping',
       ttl: Math.max(1, leaseExpiry(held.lease) - this.now()),
@@ -411,7 +414,7 @@ export class DefaultPortMapper implements PortMapper {
     const remote = connection.remoteAddr.toString();
     const facts = {
       direction: connection.direction,
-      relayed: connection.limits !== undefined || remote.includes('/p2p-circuit'),
+      relayed: isRelayedConnection(connection),
       remoteIp: AddressPolicy.ipOf(remote),
       alreadyMarked: this.c.paths.pathOf(connection) !== 'direct',
     };

@@ -13,9 +13,12 @@
  * looks like a symmetric NAT; and a failed dial inside the store would filter the relay out for
  * good. Reservations are topped up with capped backoff, on another relay while one is gone.
  */
+
 import type { Connection, Libp2p, PeerId, Startable } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
+import { isCircuitAddress } from '../../contracts/relayed.js';
+import { type ReservationStore, reservationStore } from '../patches/circuit-relay.js';
 import { RelayClientSetupError, RelayNotConnectedError } from './errors.js';
 
 /** `promise`, or a rejection when `signal` aborts first (the store's queue may hold a job). */
@@ -77,12 +80,7 @@ export interface RelayClient {
 }
 
 /** The parts of the circuit transport's ReservationStore this service drives (checked at run time). */
-interface StoreLike {
-  addRelay(peerId: PeerId, type: 'configured'): Promise<unknown>;
-  hasReservation(peerId: PeerId): boolean;
-  addEventListener(type: string, listener: (evt: Event) => void): void;
-  removeEventListener(type: string, listener: (evt: Event) => void): void;
-}
+type StoreLike = ReservationStore;
 
 interface Relay {
   id: string;
@@ -108,11 +106,7 @@ function findStore(transports: unknown[]): StoreLike {
   );
   if (transport === undefined)
     throw new RelayClientSetupError('no circuit relay transport: add circuitRelayTransport() to the node');
-  const store: unknown = Reflect.get(transport as object, 'reservationStore');
-  for (const name of ['addRelay', 'hasReservation', 'addEventListener', 'removeEventListener'])
-    if (typeof store !== 'object' || store === null || typeof Reflect.get(store, name) !== 'function')
-      throw new RelayClientSetupError(`the circuit relay transport's reservation store has no ${name}`);
-  return store as StoreLike;
+  return reservationStore(transport);
 }
 
 /** The relay peer ID of a reservation-store event, if the event has one. */
@@ -226,7 +220,7 @@ class RelayClientService implements RelayClient, Startable {
   private connected(r: Relay): boolean {
     return this.components.connectionManager
       .getConnections(r.peerId)
-      .some((c) => c.status === 'open' && !c.remoteAddr.toString().includes('/p2p-circuit'));
+      .some((c) => c.status === 'open' && !isCircuitAddress(c.remoteAddr));
   }
 
   subscribe(listener: (event: RelayClientEvent) => void): () => void {

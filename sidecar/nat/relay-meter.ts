@@ -11,22 +11,14 @@
  * that counts the stop streams it opens.
  */
 import { RELAY_V2_HOP_CODEC, RELAY_V2_STOP_CODEC } from '@libp2p/circuit-relay-v2';
-import type { Connection, Libp2p, Stream, StreamHandler } from '@libp2p/interface';
-import { RelayClientSetupError } from './errors.js';
+import type { Connection, Libp2p, StreamHandler } from '@libp2p/interface';
+import { relayHopHandler } from '../patches/circuit-relay.js';
+import { countSends } from '../patches/libp2p.js';
 
 /** What the relay server was started with (node.ts): the re-registered handler keeps them. */
 export interface RelayMeterLimits {
   maxInboundHopStreams: number;
   maxOutboundHopStreams: number;
-}
-
-function countSends(stream: Stream, onBytes: (bytes: number) => void): Stream {
-  const send = stream.send.bind(stream);
-  stream.send = (data) => {
-    onBytes(data.byteLength);
-    return send(data);
-  };
-  return stream;
 }
 
 /** Counts what the relay sends on circuit streams; call once per node, after it started, on relays. */
@@ -37,12 +29,8 @@ export async function meterRelayedBytes(
   limits: RelayMeterLimits,
   onBytes: (bytes: number) => void,
 ): Promise<void> {
-  const relay = libp2p.services.relay;
-  const onHop: unknown = relay === undefined ? undefined : Reflect.get(relay as object, 'onHop');
-  if (typeof onHop !== 'function')
-    throw new RelayClientSetupError('the circuit relay server no longer has the onHop handler this wraps');
-  const handler: StreamHandler = (stream, connection) =>
-    Reflect.apply(onHop, relay, [countSends(stream, onBytes), connection]) as Promise<void>;
+  const onHop = relayHopHandler(libp2p.services.relay);
+  const handler: StreamHandler = (stream, connection) => onHop(countSends(stream, onBytes), connection);
   await libp2p.unhandle(RELAY_V2_HOP_CODEC);
   await libp2p.handle(RELAY_V2_HOP_CODEC, handler, {
     maxInboundStreams: limits.maxInboundHopStreams,

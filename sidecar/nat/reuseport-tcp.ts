@@ -4,9 +4,10 @@
  * Stock @libp2p/tcp dials from ephemeral ports, so the address a peer observes (identify) and the
  * NAT mapping a dial opens are useless for hole punching, and TCP simultaneous open never lines up
  * (js-libp2p issue 2620). Here listeners use SO_REUSEPORT, and a dial binds the listener's ip:port
- * first: with `net.BoundSocket` (Node >= 24.19) through the stock dial path, else with the
- * reuse-port addon, else (one warning) plain dials. Everything else is @libp2p/tcp unchanged:
- * filters, listeners, socket wrapping, upgrade, metrics.
+ * first with `net.BoundSocket` (Node >= 24.19) through the stock dial path; a Node without it
+ * dials from ephemeral ports and says so once. Everything else is @libp2p/tcp unchanged: filters,
+ * listeners, socket wrapping, upgrade, metrics. The dial step is a layer of the one `_connect`
+ * patch (sidecar/patches/tcp.ts).
  */
 import net from 'node:net';
 import type { Listener, Transport } from '@libp2p/interface';
@@ -18,24 +19,21 @@ import {
   tcp,
 } from '@libp2p/tcp';
 import type { Multiaddr } from '@multiformats/multiaddr';
-import { ADDON_CONNECT_TIMEOUT_MS, LOCAL_ENDPOINT_ERRORS } from './constants.js';
+import { addTcpConnectLayer, coalesceTcpWrites, type TcpConnect } from '../patches/tcp.js';
+import { LOCAL_ENDPOINT_ERRORS } from './constants.js';
 import { ReusePortUnavailableError } from './errors.js';
-import { addonConnect, loadReusePortAddon, type ReusePortAddon } from './reuseport/addon.js';
 
 /** How a dial gets the listening port as its source port. */
-export type ReusePortMethod = 'bound-socket' | 'addon' | 'off';
+export type ReusePortMethod = 'bound-socket' | 'off';
 
 export interface ReusePortTcpInit extends TCPOptions {
   /**
-   * Which way dials bind the listening port. `auto` prefers `net.BoundSocket` (built into Node
-   * >= 24.19, no native code), then the addon; `off` dials from ephemeral ports like @libp2p/tcp.
-   * Default: `'auto'`.
+   * Which way dials bind the listening port. `auto` uses `net.BoundSocket` (built into Node
+   * >= 24.19) when there; `off` dials from ephemeral ports like @libp2p/tcp. Default: `'auto'`.
    */
   reusePortDial?: 'auto' | ReusePortMethod;
-  /** The addon file. Default: `defaultAddonPath()` (dist/sidecar/nat/reuseport/reuseport.node). */
-  addonPath?: string;
-  /** Upper bound of one addon connect, ms (it holds a thread-pool thread). Default: 10 000. */
-  addonConnectTimeout?: number;
+  /** One socket write per tick's writes (sidecar/patches/tcp.ts). Default: true. */
+  coalesceWrites?: boolean;
   /**
    * Called once per transport when dials cannot come from the listening port (dials then work,
    * hole punching does not). Default: `process.emitWarning`.
@@ -46,11 +44,8 @@ export interface ReusePortTcpInit extends TCPOptions {
 /** The method a transport built with `init` will use, and why it fell back, if it did. */
 export interface ReusePortSupport {
   method: ReusePortMethod;
-  addon?: ReusePortAddon;
   unavailable?: ReusePortUnavailableError;
 }
-
-type Connect = (ma: Multiaddr, options: TCPDialOptions) => Promise<net.Socket>;
 
 /** The source port of dials: a listener's bound ip:port. */
 interface LocalEndpoint {
@@ -65,23 +60,13 @@ export function detectReusePort(init: ReusePortTcpInit = {}): ReusePortSupport {
     return { method: 'off' };
   }
   // Checked at run time: @types/node knows BoundSocket, an older Node 24 does not have it.
-  if (wanted !== 'addon' && typeof Reflect.get(net, 'BoundSocket') === 'function') {
+  if (typeof Reflect.get(net, 'BoundSocket') === 'function') {
     return { method: 'bound-socket' };
   }
-  if (wanted === 'bound-socket') {
-    return {
-      method: 'off',
-      unavailable: new ReusePortUnavailableError(`net.BoundSocket is missing in ${process.version}`),
-    };
-  }
-  try {
-    return { method: 'addon', addon: loadReusePortAddon(init.addonPath) };
-  } catch (err) {
-    if (err instanceof ReusePortUnavailableError) {
-      return { method: 'off', unavailable: err };
-    }
-    throw err;
-  }
+  return {
+    method: 'off',
+    unavailable: new ReusePortUnavailableError(`net.BoundSocket is missing in ${process.version}`),
+  };
 }
 
 /** Host, port and family of an /ip4|ip6/.../tcp/... multiaddr; undefined for DNS, unix and others. */
@@ -145,44 +130,24 @@ export function reusePortTcp(init: ReusePortTcpInit = {}): (components: TCPCompo
     const log = components.logger.forComponent('peertunnel:nat:reuseport-tcp');
     const warn = init.onUnavailable ?? ((err: Error) => process.emitWarning(err.message, err.name));
 
+    if (init.coalesceWrites !== false) coalesceTcpWrites(transport);
     const support = detectReusePort(init);
-    // _connect is @libp2p/tcp's socket step inside dial(); replacing it keeps the rest stock.
-    const stockConnectFn: unknown = Reflect.get(transport, '_connect');
-    if (typeof stockConnectFn !== 'function') {
-      warn(new ReusePortUnavailableError('@libp2p/tcp no longer has the _connect step this wraps'));
-      return transport;
-    }
     if (support.unavailable !== undefined) {
       warn(support.unavailable);
     }
     if (support.method === 'off') {
       return transport;
     }
-    const stockConnect: Connect = (ma, options) => Reflect.apply(stockConnectFn, transport, [ma, options]);
     const ports = new ListenPorts();
     const createListener = transport.createListener.bind(transport);
     transport.createListener = (options) => ports.track(createListener(options));
 
     const connectFrom = async (
       local: LocalEndpoint,
-      remote: LocalEndpoint,
-      ma: Multiaddr,
       options: TCPDialOptions,
+      ma: Multiaddr,
+      next: TcpConnect,
     ) => {
-      if (support.addon !== undefined) {
-        const dial = {
-          localHost: local.host,
-          localPort: local.port,
-          remoteHost: remote.host,
-          remotePort: remote.port,
-        };
-        const timeoutMs = init.addonConnectTimeout ?? ADDON_CONNECT_TIMEOUT_MS;
-        return addonConnect(
-          support.addon,
-          { ...dial, ipv6Only: local.family === 6 },
-          { ...init.dialOpts, ...options, timeoutMs },
-        );
-      }
       options.signal.throwIfAborted();
       const handle = new net.BoundSocket({
         host: local.host,
@@ -193,39 +158,35 @@ export function reusePortTcp(init: ReusePortTcpInit = {}): (components: TCPCompo
       try {
         // net.connect() adopts the bound handle, so timeouts, aborts and metrics stay stock
         const withHandle: TCPDialOptions & { handle: net.BoundSocket } = { ...options, handle };
-        return await stockConnect(ma, withHandle);
+        return await next(ma, withHandle);
       } finally {
         handle[Symbol.dispose](); // frees it if it was never adopted; a no-op otherwise
       }
     };
 
-    Reflect.set(
-      transport,
-      '_connect',
-      async (ma: Multiaddr, options: TCPDialOptions): Promise<net.Socket> => {
-        const remote = ipPort(ma);
-        const local = remote === undefined ? undefined : ports.pick(remote);
-        if (remote === undefined || local === undefined) {
-          return stockConnect(ma, options);
+    addTcpConnectLayer(transport, (next) => async (ma, options) => {
+      const remote = ipPort(ma);
+      const local = remote === undefined ? undefined : ports.pick(remote);
+      if (remote === undefined || local === undefined) {
+        return next(ma, options);
+      }
+      try {
+        return await connectFrom(local, options, ma, next);
+      } catch (err) {
+        const code = errorCode(err);
+        if (options.signal.aborted || code === undefined || !LOCAL_ENDPOINT_ERRORS.has(code)) {
+          throw err;
         }
-        try {
-          return await connectFrom(local, remote, ma, options);
-        } catch (err) {
-          const code = errorCode(err);
-          if (options.signal.aborted || code === undefined || !LOCAL_ENDPOINT_ERRORS.has(code)) {
-            throw err;
-          }
-          log(
-            'dial to %a from %s:%d failed (%s), dialing from an ephemeral port',
-            ma,
-            local.host,
-            local.port,
-            code,
-          );
-          return stockConnect(ma, options);
-        }
-      },
-    );
+        log(
+          'dial to %a from %s:%d failed (%s), dialing from an ephemeral port',
+          ma,
+          local.host,
+          local.port,
+          code,
+        );
+        return next(ma, options);
+      }
+    });
     return transport;
   };
 }

@@ -196,6 +196,36 @@ export async function timeToFirstByte(port: number): Promise<number> {
   }
 }
 
+/**
+ * From `since` (a process spawn) to the first echoed byte through `port`: connects again every
+ * 2 ms while the port refuses (the process is still starting), then sends and waits. A connection
+ * the forward accepts but ends (no provider yet) is retried too. Bounded by `limitMs` from `since`.
+ */
+export async function firstByteSince(since: number, port: number, limitMs: number): Promise<number> {
+  for (;;) {
+    if (performance.now() - since > limitMs)
+      throw new Error(`no first byte through port ${port} within ${limitMs / 1000} s of the spawn`);
+    const s = await connectTo(port).catch(() => undefined);
+    if (s === undefined) {
+      await new Promise((r) => setTimeout(r, 2));
+      continue;
+    }
+    try {
+      const first = new Promise<boolean>((resolve) => {
+        s.once('data', () => resolve(true));
+        s.once('error', () => resolve(false));
+        s.once('end', () => resolve(false));
+      });
+      s.write(randomBytes(64));
+      const left = limitMs - (performance.now() - since);
+      if (await deadline(first, Math.max(left, 1), 'first byte since spawn'))
+        return performance.now() - since;
+    } finally {
+      s.destroy();
+    }
+  }
+}
+
 /** Median time to first byte over `tries` sequential fresh connections. */
 export async function warmTimeToFirstByte(port: number, tries: number): Promise<number> {
   const samples: number[] = [];

@@ -31,7 +31,7 @@ interface CpuProfile {
 
 /** Which layer a frame belongs to; first match wins, checked from the top of the stack down. */
 const LAYERS: Array<[string, (f: CallFrame) => boolean]> = [
-  ['pnet (xsalsa20 PSK cipher)', (f) => /\/xsalsa20\/|@libp2p\/pnet\//.test(f.url)],
+  ['pnet (xsalsa20 PSK cipher)', (f) => /\/xsalsa20\/|@libp2p\/pnet\/|sidecar\/pnet\//.test(f.url)],
   ['noise (ChaCha20-Poly1305)', (f) => /libp2p-noise\/|as-chacha20poly1305|@noble\/ciphers/.test(f.url)],
   ['yamux (framing, windows)', (f) => /libp2p-yamux\//.test(f.url)],
   ['uint8arraylist copies', (f) => /\/uint8arraylist\//.test(f.url)],

@@ -15,6 +15,10 @@
  * - BENCH_ONLY=a,b: only these groups: ttfb, latency, connrate, throughput1, throughput16, memory,
  *   operator (test/bench/operator.ts: a real API server; in quick mode only when named).
  *   lab (test/bench/lab.ts: the NAT lab, needs root; in quick mode only when named).
+ * The tunnel's nodes run as the image runs them: the bundle (dist/bundle/peertunnel.mjs) with the
+ * Node flags of sidecar/node-flags.ts; the table's notes name them.
+ * - BENCH_NODE_FLAGS="...": other Node flags for the tunnel's nodes instead (to choose them by
+ *   measurement, e.g. `--max-semi-space-size=2`; an empty string: none).
  * - BENCH_NODE_OPTIONS=...: extra NODE_OPTIONS for the forwarder and exposer, e.g. `--import
  *   ./some-patch.js` to measure a proposed fix before it lands.
  * - BENCH_PROFILE=DIR: run the forwarder and exposer with --cpu-prof into DIR (written at exit);
@@ -25,10 +29,18 @@
  *   is kubo's own choice between two kubos, TLS).
  * - BENCH_KUBO_RCMGR=1: keep kubo's resource manager (off by default; see ./kubo-pair.ts).
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { cpus, loadavg } from 'node:os';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { type NodeProcess, REPO_ROOT, startNodeProcess, testSwarmKey } from '../helpers/node-process.js';
+import { NODE_FLAGS } from '../../sidecar/node-flags.js';
+import {
+  BUNDLE,
+  type NodeProcess,
+  REPO_ROOT,
+  startNodeProcess,
+  testSwarmKey,
+} from '../helpers/node-process.js';
 import { echoServer, rssOf } from '../helpers/traffic.js';
 import { cachedKubo } from '../interop/kubo-daemon.js';
 import { framedSinkServer } from './framed.js';
@@ -36,6 +48,7 @@ import { type KuboPair, startKuboPair } from './kubo-pair.js';
 import { labBench } from './lab.js';
 import {
   connectionRate,
+  firstByteSince,
   holdConnections,
   latency,
   throughput,
@@ -64,6 +77,8 @@ const SIZES = QUICK
       warmTtfbTries: 5,
       held: 100,
       settleMs: 500,
+      straceBytes: 8 * MiB,
+      straceRounds: 100,
     }
   : {
       oneStream: GiB,
@@ -77,6 +92,8 @@ const SIZES = QUICK
       warmTtfbTries: 20,
       held: 1_000,
       settleMs: 3_000,
+      straceBytes: 128 * MiB,
+      straceRounds: 1_000,
     };
 /** Upper bounds per measure and column: the bench fails loudly rather than running forever. */
 const LIMIT_MS = {
@@ -103,6 +120,14 @@ const OUT = process.env.BENCH_OUT ?? join(REPO_ROOT, 'dist', 'bench-results.json
 const PROFILE_DIR = process.env.BENCH_PROFILE;
 const KUBO_SECURITY = process.env.BENCH_KUBO_SECURITY === 'noise' ? 'noise' : 'default';
 const KEY_ENV = 'PEERTUNNEL_BENCH_KEY';
+/** The Node flags the tunnel's nodes run with: the image's, unless BENCH_NODE_FLAGS says otherwise. */
+const RUN_FLAGS: readonly string[] =
+  process.env.BENCH_NODE_FLAGS === undefined
+    ? NODE_FLAGS
+    : process.env.BENCH_NODE_FLAGS.split(/\s+/).filter((f) => f !== '');
+/** Write-like system calls (what a byte costs in kernel crossings on the sending side). */
+const WRITE_SYSCALLS = new Set(['write', 'writev', 'sendmsg', 'sendto', 'sendmmsg', 'pwrite64']);
+const HAS_STRACE = spawnSync('strace', ['-V'], { stdio: 'ignore' }).status === 0;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
@@ -112,6 +137,56 @@ async function cpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'latin1');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * Counts the write-like system calls of process `pid` (all its threads) while `fn` runs, with
+ * `strace -c -f` attached to it. strace slows the process down a lot, so only counts come from
+ * such a run, never times.
+ */
+async function writeSyscallsDuring<T>(
+  pid: number,
+  fn: () => Promise<T>,
+): Promise<{ writes: number; out: T }> {
+  const dir = await mkdtemp(join(tmpdir(), 'pt-strace-'));
+  const file = join(dir, 'summary');
+  try {
+    const tracer = spawn('strace', ['-c', '-f', '-o', file, '-p', String(pid)], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const exited = new Promise<void>((resolve) => tracer.once('exit', () => resolve()));
+    // strace says "Process N attached" on stderr once it is in.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('strace did not attach within 10 s')), 10_000);
+      tracer.stderr?.on('data', (d: Buffer) => {
+        if (d.toString().includes('attached')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      tracer.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`strace exited with ${code}`));
+      });
+    });
+    let out: T;
+    try {
+      out = await fn();
+    } finally {
+      tracer.kill('SIGINT');
+      await exited;
+    }
+    let writes = 0;
+    for (const line of (await readFile(file, 'utf8')).split('\n')) {
+      const cells = line.trim().split(/\s+/);
+      const name = cells.at(-1) ?? '';
+      // % time, seconds, usecs/call, calls, [errors,] syscall
+      if (WRITE_SYSCALLS.has(name)) writes += Number(cells[3]);
+    }
+    return { writes, out };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 function freePort(): Promise<number> {
@@ -209,6 +284,8 @@ async function main(): Promise<number> {
     measured[id] = row;
   };
   const cpu: Partial<Record<Column, Record<string, CpuShare>>> = {};
+  /** CPU seconds each node of a column used during one measure (for CPU per unit of work). */
+  const cpuSecs: Partial<Record<Column, Record<string, { forwarder: number; exposer: number }>>> = {};
   let kubo: KuboInfo = { available: false, reason: 'left out (BENCH_KUBO=0)' };
   const notes: string[] = [];
   const failures: Array<{ row: string; column: Column; error: string }> = [];
@@ -273,7 +350,12 @@ async function main(): Promise<number> {
     }
     if (kuboPair !== undefined && runs('ttfb')) {
       try {
-        put('ttfb_cold', 'kubo', await timeToFirstByte(kuboPair.ports.echo ?? -1));
+        const ttfb = await timeToFirstByte(kuboPair.ports.echo ?? -1);
+        put('ttfb_cold', 'kubo', ttfb);
+        // Its forwards are put in place through the daemon's API after it is up; the first
+        // connection right after that is its first byte.
+        put('spawn_first_byte', 'kubo', kuboPair.startMs + ttfb);
+        notes.push('kubo start → first byte: daemon spawn → forwards in place, plus the cold first byte');
         notes.push('kubo cold TTFB: the forward knew the exposer daemon’s address, not yet connected');
       } catch (err) {
         const msg = err instanceof Error ? err.message : String(err);
@@ -293,6 +375,11 @@ async function main(): Promise<number> {
     const profEnv: NodeJS.ProcessEnv = nodeOptions === '' ? env : { ...env, NODE_OPTIONS: nodeOptions };
     if (process.env.BENCH_NODE_OPTIONS !== undefined)
       notes.push(`forwarder and exposer ran with NODE_OPTIONS=${nodeOptions}`);
+    notes.push(
+      `tunnel nodes: the bundle ${BUNDLE.slice(REPO_ROOT.length + 1)} under node ${RUN_FLAGS.join(' ') || '(no flags)'}` +
+        (process.env.BENCH_NODE_FLAGS === undefined ? ' (the image’s flags)' : ' (BENCH_NODE_FLAGS)'),
+    );
+    const bundle = RUN_FLAGS;
     if (PROFILE_DIR !== undefined) await mkdir(PROFILE_DIR, { recursive: true });
     const base = {
       swarmKey: { env: KEY_ENV },
@@ -300,7 +387,7 @@ async function main(): Promise<number> {
       // info: startNodeProcess learns ports and addresses from the node_started line.
       log: { level: 'info' as const },
     };
-    const relay = await startNodeProcess({ ...base, role: 'relay' }, { env });
+    const relay = await startNodeProcess({ ...base, role: 'relay' }, { env, bundle });
     const relayErr = stderrTail(relay);
     cleanup.push(() => stopNode(relay));
     diagnoses.push(() => nodeDiagnosis('relay', relay, relayErr));
@@ -313,13 +400,34 @@ async function main(): Promise<number> {
           { name: 'echo', port: servers.echo.port },
         ],
       },
-      { env: profEnv },
+      { env: profEnv, bundle },
     );
     cleanup.push(() => stopNode(exposer));
     const exposerErr = stderrTail(exposer);
     diagnoses.push(() => nodeDiagnosis('exposer', exposer, exposerErr));
     await exposer.waitFor((l) => l.event === 'service_announced' && l.service === 'echo', 20_000);
     await exposer.waitFor((l) => l.event === 'service_announced' && l.service === 'sink', 20_000);
+
+    // Spawn → first byte: a forwarder of its own, a client connecting from the moment it is
+    // spawned (again every 2 ms while the port refuses) until an echoed byte comes back through it.
+    if (runs('ttfb')) {
+      const port = await freePort();
+      const spawnedFirst = performance.now();
+      const client = firstByteSince(spawnedFirst, port, 20_000);
+      const first = await startNodeProcess(
+        { ...base, bootstrap: relay.addresses, forward: [{ name: 'echo', localPort: port }] },
+        { env, bundle },
+      );
+      try {
+        put('spawn_first_byte', 'tunnel', await client);
+      } catch (err) {
+        const msg = err instanceof Error ? err.message : String(err);
+        log(`FAILED spawn_first_byte (tunnel): ${msg}`);
+        failures.push({ row: 'spawn_first_byte', column: 'tunnel', error: msg });
+      } finally {
+        await stopNode(first);
+      }
+    }
 
     // Tunnel cold: spawn the forwarder, poll /status until it says ready (connected to a network
     // peer, listeners bound), then at once connect and time the first response byte. That
@@ -336,7 +444,7 @@ async function main(): Promise<number> {
           { name: 'echo', localPort: tunnel.echo },
         ],
       },
-      { env: profEnv },
+      { env: profEnv, bundle },
     );
     cleanup.unshift(() => stopNode(forwarder));
     const forwarderErr = stderrTail(forwarder);
@@ -404,13 +512,20 @@ async function main(): Promise<number> {
       const out = await fn();
       const secs = (performance.now() - t0) / 1000;
       const b = process.cpuUsage(b0);
+      const used = {
+        forwarder: (await cpuSeconds(procs.forwarder)) - f0,
+        exposer: (await cpuSeconds(procs.exposer)) - e0,
+      };
       const byLabel = cpu[c] ?? {};
       byLabel[label] = {
-        forwarder: ((await cpuSeconds(procs.forwarder)) - f0) / secs,
-        exposer: ((await cpuSeconds(procs.exposer)) - e0) / secs,
+        forwarder: used.forwarder / secs,
+        exposer: used.exposer / secs,
         bench: (b.user + b.system) / 1e6 / secs,
       };
       cpu[c] = byLabel;
+      const secsByLabel = cpuSecs[c] ?? {};
+      secsByLabel[label] = used;
+      cpuSecs[c] = secsByLabel;
       return out;
     };
 
@@ -437,12 +552,8 @@ async function main(): Promise<number> {
       const p50: Partial<Record<Column, number>> = {};
       for (const c of columns)
         await attempt(['latency_p50', 'latency_p99', 'latency_added_p50'], c, async () => {
-          const r = await latency(
-            ports('echo')[c],
-            SIZES.pingSize,
-            SIZES.pingWarmup,
-            SIZES.pingRounds,
-            LIMIT_MS.latency,
+          const r = await withCpu(c, 'latency', () =>
+            latency(ports('echo')[c], SIZES.pingSize, SIZES.pingWarmup, SIZES.pingRounds, LIMIT_MS.latency),
           );
           put('latency_p50', c, r.p50Us);
           put('latency_p99', c, r.p99Us);
@@ -466,6 +577,10 @@ async function main(): Promise<number> {
           if (r.completed < SIZES.conns)
             notes.push(`${c} new connections: time limit hit after ${r.completed} of ${SIZES.conns}`);
           put('conn_rate', c, r.perSecond);
+          const used = cpuSecs[c]?.conn_rate;
+          if (used !== undefined && r.completed > 0)
+            for (const node of ['forwarder', 'exposer'] as const)
+              put(`cpu_kconn_${node}`, c, (used[node] * 1000 * 1000) / r.completed);
         });
     }
 
@@ -527,6 +642,44 @@ async function main(): Promise<number> {
           );
         });
     }
+    for (const c of ['tunnel', 'kubo'] as const) {
+      const secs = cpuSecs[c];
+      for (const node of ['forwarder', 'exposer'] as const) {
+        const mib = secs?.throughput_1?.[node];
+        if (mib !== undefined) put(`cpu_mib_${node}`, c, (mib * 1000) / (SIZES.oneStream / MiB));
+        const rt = secs?.latency?.[node];
+        if (rt !== undefined)
+          put(`cpu_krt_${node}`, c, (rt * 1000 * 1000) / (SIZES.pingWarmup + SIZES.pingRounds));
+      }
+    }
+
+    // Write system calls per MiB and per round trip, each node traced on its own (strace slows
+    // it down, so these runs give counts only).
+    if (HAS_STRACE && (runs('throughput1') || runs('latency'))) {
+      log(`write syscalls (strace -c -f): ${SIZES.straceBytes / MiB} MiB, ${SIZES.straceRounds} round trips`);
+      for (const c of ['kubo', 'tunnel'] as const) {
+        const procs = procsOf(c);
+        if (procs === undefined) continue;
+        for (const node of ['forwarder', 'exposer'] as const) {
+          if (runs('throughput1'))
+            await attempt([`writes_mib_${node}`], c, async () => {
+              const { writes } = await writeSyscallsDuring(procs[node], () =>
+                throughput(ports('sink')[c], 1, SIZES.straceBytes, LIMIT_MS.throughput, `${c} traced upload`),
+              );
+              put(`writes_mib_${node}`, c, writes / (SIZES.straceBytes / MiB));
+            });
+          if (runs('latency'))
+            await attempt([`writes_rt_${node}`], c, async () => {
+              const { writes } = await writeSyscallsDuring(procs[node], () =>
+                latency(ports('echo')[c], SIZES.pingSize, 0, SIZES.straceRounds, LIMIT_MS.latency),
+              );
+              put(`writes_rt_${node}`, c, writes / SIZES.straceRounds);
+            });
+        }
+      }
+    } else if (!HAS_STRACE)
+      notes.push('write syscalls: not measured, strace is not installed (apt-get install strace)');
+
     // Read after the measures, once the forwarder has connected: its metrics name what it negotiated.
     if (kuboPair !== undefined && kubo.available)
       kubo.negotiated = await kuboPair
@@ -609,6 +762,8 @@ async function main(): Promise<number> {
         seconds,
         load: { start: startLoad, end: endLoad, high: highLoad },
         sizes: SIZES,
+        nodeFlags: RUN_FLAGS,
+        strace: HAS_STRACE,
         rows,
         targets,
         cpu,

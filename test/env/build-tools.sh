@@ -5,8 +5,10 @@
 #
 #   ${PEERTUNNEL_TOOLS_DIR:-$HOME/.cache/peertunnel/tools}/<name>-<version>/<name>
 #
-# Usage: test/env/build-tools.sh [--check|--probe] [kube-apiserver|kube-controller-manager|kubectl|etcd|helm|ipfs ...]
-# (default: the five Kubernetes tools; `ipfs`, kubo for test/interop/, only when asked for)
+# Usage: test/env/build-tools.sh [--check|--probe] [kube-apiserver|kube-controller-manager|kubectl|etcd|helm|
+#        kubelet|kube-scheduler|kube-proxy|ipfs ...]
+# (default: the five control-plane tools; the node's kubelet, kube-scheduler and kube-proxy
+# (test/env/real-node.ts) and `ipfs` (kubo, for test/interop/) only when asked for)
 # On success prints one line per tool to stdout: "<name><TAB><absolute path>". Logs go to stderr.
 # --check builds nothing: exit 0 when every asked-for tool is cached, 1 otherwise.
 # --probe builds nothing: exit 0 when every asked-for tool is cached or could be built, 3 otherwise.
@@ -36,12 +38,15 @@ KUBO_GO_LIBP2P_VERSION="${PEERTUNNEL_KUBO_GO_LIBP2P_VERSION:-v0.50.0}"
 
 TOOLS_DIR="${PEERTUNNEL_TOOLS_DIR:-${HOME:?HOME is not set}/.cache/peertunnel/tools}"
 ALL_TOOLS=(kube-apiserver kube-controller-manager kubectl etcd helm)
+# A real node (test/env/real-node.ts): the scheduler binds pods to it, the kubelet runs them through
+# containerd, kube-proxy makes Service IPs route. Same wrapper module and version as kube-apiserver.
+NODE_TOOLS=(kubelet kube-scheduler kube-proxy)
 
 log() { printf '[peertunnel tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 version_of() {
   case "$1" in
-    kube-apiserver | kube-controller-manager | kubectl) echo "$K8S_VERSION" ;;
+    kube-apiserver | kube-controller-manager | kubectl | kubelet | kube-scheduler | kube-proxy) echo "$K8S_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     ipfs) echo "$KUBO_VERSION" ;;
@@ -57,9 +62,10 @@ for arg in "$@"; do
   case "$arg" in
     --check) check_only=1 ;;
     --probe) probe_only=1 ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     kube-apiserver | kube-controller-manager | kubectl | etcd | helm | ipfs) tools+=("$arg") ;;
-    *) echo "build-tools.sh: unknown tool '$arg' (expected one of: ${ALL_TOOLS[*]} ipfs)" >&2; exit 2 ;;
+    kubelet | kube-scheduler | kube-proxy) tools+=("$arg") ;;
+    *) echo "build-tools.sh: unknown tool '$arg' (expected one of: ${ALL_TOOLS[*]} ${NODE_TOOLS[*]} ipfs)" >&2; exit 2 ;;
   esac
 done
 [ "${#tools[@]}" -gt 0 ] || tools=("${ALL_TOOLS[@]}")
@@ -282,12 +288,14 @@ log "building into $TOOLS_DIR with $("$GO" env GOVERSION): $todo"
 total=$SECONDS
 k8s=()
 for t in $todo; do
-  case "$t" in kube-apiserver | kube-controller-manager | kubectl) k8s+=("$t") ;; esac
+  case "$t" in kube-apiserver | kube-controller-manager | kubectl | kubelet | kube-scheduler | kube-proxy) k8s+=("$t") ;; esac
 done
 # etcd and helm first: they are quick, so a failure in the long Kubernetes build loses less.
 for t in $todo; do
   case "$t" in etcd) build_etcd ;; helm) build_helm ;; ipfs) build_ipfs ;; esac
 done
 [ "${#k8s[@]}" -eq 0 ] || build_k8s "${k8s[@]}"
+todo="$(missing)"
+if [ -n "$todo" ]; then log "asked for but not built: $todo"; exit 5; fi
 log "all done in $((SECONDS - total))s"
 print_paths

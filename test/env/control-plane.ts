@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { controllerManagerArgs, lastCertificate } from './controller-manager.js';
+import { type EgressProxy, startEgressProxy } from './egress-proxy.js';
 import {
   CommandFailedError,
   type ControlPlaneComponent,
@@ -65,6 +66,16 @@ export interface ControlPlaneOptions {
   controllerManager?: boolean;
   /** kube-controller-manager flags to add or override, as `apiServerArgs`; only with `controllerManager`. */
   controllerManagerArgs?: Readonly<Record<string, string | null>>;
+  /**
+   * Path of kube-scheduler (`ensureNodeTools()`): run it, so pods are bound to real nodes
+   * (real-node.ts). Default: no scheduler.
+   */
+  scheduler?: string;
+  /**
+   * Reach nodes through an HTTP CONNECT proxy on a unix socket (`ControlPlane.egress`), as
+   * konnectivity does: real nodes live in network namespaces the host cannot route to. Default false.
+   */
+  egressProxy?: boolean;
   /** Give up on etcd, kube-apiserver or kube-controller-manager becoming ready after this long. Default 90 s. */
   startTimeoutMs?: number;
   /** Keep the temp dir (logs, kubeconfig, etcd data) after stop(). Default: env PEERTUNNEL_KEEP_ENV=1. */
@@ -116,6 +127,10 @@ export interface ControlPlane {
   readonly dir: string;
   /** Whether kube-controller-manager runs (`ControlPlaneOptions.controllerManager`). */
   readonly controllerManager: boolean;
+  /** Whether kube-scheduler runs (`ControlPlaneOptions.scheduler`). */
+  readonly scheduler: boolean;
+  /** The API server's way to its nodes (`ControlPlaneOptions.egressProxy`). */
+  readonly egress: EgressProxy | undefined;
   /** Runs kubectl against this control plane; never throws on a non-zero exit. */
   kubectl(args: readonly string[], opts?: CommandOptions): Promise<CommandResult>;
   /** Runs kubectl and returns stdout; throws CommandFailedError on a non-zero exit. */
@@ -472,11 +487,13 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
   const daemons: Daemon[] = [];
   const janitor = keepDir ? undefined : startJanitor(dir);
+  let egress: EgressProxy | undefined;
 
   const cleanup = async (): Promise<void> => {
     // The API server first, so it does not spend its last seconds complaining about etcd.
     for (const d of [...daemons].reverse()) await stopDaemon(d);
     daemons.length = 0;
+    await egress?.close();
     if (janitor?.pid !== undefined) {
       // The whole group: `tail`, its child, would otherwise linger until this process exits.
       try {
@@ -545,6 +562,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     ];
     await writeFile(join(dir, 'tokens.csv'), `${tokenLines.join('\n')}\n`, { mode: 0o600 });
 
+    if (opts.egressProxy === true) egress = await startEgressProxy(dir, (p, text) => writeFile(p, text));
     const certDir = join(dir, 'certs');
     let url = '';
     await startReady('kube-apiserver', daemons, timeoutMs, async () => {
@@ -580,6 +598,13 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         // A loopback advertise address cannot be an Endpoints address; nothing here needs them.
         'endpoint-reconciler-type': 'none',
         profiling: 'false',
+        ...(egress === undefined
+          ? {}
+          : {
+              'egress-selector-config-file': egress.configPath,
+              // A node's Hostname address does not resolve here; its InternalIP is what the proxy routes.
+              'kubelet-preferred-address-types': 'InternalIP',
+            }),
         ...opts.apiServerArgs,
       };
       const daemon = startDaemon(tools.kubeApiserver, argList(args), join(dir, 'kube-apiserver.log'));
@@ -606,6 +631,29 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         const daemon = startDaemon(tools.kubeControllerManager, argList(args), logPath);
         // Its serving cert is self-signed (unverified: only readiness is asked); /healthz goes
         // through delegated authentication, hence the admin token.
+        const probe = async () =>
+          (await httpsCall(`https://127.0.0.1:${port}/healthz`, undefined, { token: adminToken })).status ===
+          200;
+        return { daemon, probe };
+      });
+    }
+
+    const scheduler = opts.scheduler;
+    if (scheduler !== undefined) {
+      await startReady('kube-scheduler', daemons, timeoutMs, async () => {
+        const port = await freePort();
+        const args = {
+          kubeconfig: kubeconfigPath,
+          'authentication-kubeconfig': kubeconfigPath,
+          'authorization-kubeconfig': kubeconfigPath,
+          'authentication-skip-lookup': 'true',
+          'bind-address': '127.0.0.1',
+          'secure-port': String(port),
+          'cert-dir': join(dir, 'kube-scheduler-certs'),
+          'leader-elect': 'false',
+          profiling: 'false',
+        };
+        const daemon = startDaemon(scheduler, argList(args), join(dir, 'kube-scheduler.log'));
         const probe = async () =>
           (await httpsCall(`https://127.0.0.1:${port}/healthz`, undefined, { token: adminToken })).status ===
           200;
@@ -651,6 +699,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       users,
       dir,
       controllerManager: opts.controllerManager === true,
+      scheduler: scheduler !== undefined,
+      egress,
       kubectl,
       async kubectlOk(args, o) {
         const r = await kubectl(args, o);

@@ -20,7 +20,7 @@ export class ToolsBuildError extends Error {
 }
 
 /** The daemons of a test control plane. */
-export type ControlPlaneComponent = 'etcd' | 'kube-apiserver' | 'kube-controller-manager';
+export type ControlPlaneComponent = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler';
 
 /** A control plane daemon did not come up; `log` is the tail of its output. */
 export class ControlPlaneStartError extends Error {

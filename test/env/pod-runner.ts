@@ -10,14 +10,20 @@
  * when started with --trust-admin-address-annotation).
  *
  * Every pod shares this host's loopback, unlike real pods: the runner rewrites the node config's
- * libp2p and admin listen addresses to 127.0.0.1 with free ports.
+ * libp2p and admin listen addresses to 127.0.0.1 with free ports. The container's volumes (the
+ * swarm key's Secret) are written to a directory of its own, and config paths under a mountPath
+ * point there instead (no mount namespace, unlike the lab kubelet).
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { V1ConfigMap, V1Container, V1Pod, V1Secret } from '@kubernetes/client-node';
 import { ADMIN_ADDRESS_ANNOTATION } from '../../operator/controller/sidecar-client.js';
 import { CONFIG_ENV, type NodeConfigInput } from '../../sidecar/config.js';
 import { type NodeProcess, startNodeProcess } from '../helpers/node-process.js';
 import type { ControlPlane } from './control-plane.js';
 import { ContainerConfigError, type ObjectSource, resolveContainerEnv } from './kubelet/env.js';
+import { makeVolume, VolumeError } from './kubelet/volumes.js';
 
 export interface RunningSidecar {
   readonly pod: string;
@@ -72,6 +78,36 @@ async function resolveEnv(cp: ControlPlane, pod: V1Pod, container: V1Container) 
     if (err instanceof ContainerConfigError) throw new PodRunnerError(pod.metadata?.name ?? '', err.message);
     throw err;
   }
+}
+
+/**
+ * Writes each volume the container mounts under `dir`; returns the map from a path in the
+ * container to the written file (paths outside every mountPath stay as they are).
+ */
+async function mountVolumes(
+  cp: ControlPlane,
+  pod: V1Pod,
+  container: V1Container,
+  dir: string,
+): Promise<(path: string) => string> {
+  const mounts: Array<{ at: string; dir: string }> = [];
+  for (const m of container.volumeMounts ?? []) {
+    const volume = (pod.spec?.volumes ?? []).find((v) => v.name === m.name);
+    if (volume === undefined) throw new PodRunnerError(pod.metadata?.name ?? '', `no volume ${m.name}`);
+    const target = join(dir, m.name);
+    try {
+      await makeVolume(objectSource(cp), pod, volume, target);
+    } catch (err) {
+      // What the kubelet reports as a pod stuck in ContainerCreating.
+      if (err instanceof VolumeError) throw new PodRunnerError(pod.metadata?.name ?? '', err.message);
+      throw err;
+    }
+    mounts.push({ at: m.mountPath.replace(/\/+$/, ''), dir: target });
+  }
+  return (path) => {
+    const m = mounts.find((x) => path.startsWith(`${x.at}/`));
+    return m === undefined ? path : join(m.dir, path.slice(m.at.length + 1));
+  };
 }
 
 /** Writes the pod's status the way a kubelet would for this one container. */
@@ -136,7 +172,17 @@ export async function runPodSidecar(
   config.listen = ['/ip4/127.0.0.1/tcp/0'];
   config.admin = { listen: '127.0.0.1:0' };
   delete env[CONFIG_ENV];
-  const node = await startNodeProcess(config, { env });
+  const volumes = await mkdtemp(join(tmpdir(), 'pt-pod-volumes-'));
+  let node: NodeProcess;
+  try {
+    const mapped = await mountVolumes(cp, pod, container, volumes);
+    if (config.swarmKey.file !== undefined) config.swarmKey = { file: mapped(config.swarmKey.file) };
+    if (config.identity !== undefined) config.identity = { file: mapped(config.identity.file) };
+    node = await startNodeProcess(config, { env });
+  } catch (err) {
+    await rm(volumes, { recursive: true, force: true });
+    throw err;
+  }
   const admin = node.admin;
   const r = await cp.request(`/api/v1/namespaces/${namespace}/pods/${name}`, {
     method: 'PATCH',
@@ -170,6 +216,7 @@ export async function runPodSidecar(
       stopped = true;
       clearInterval(timer);
       await node.stop();
+      await rm(volumes, { recursive: true, force: true });
       // What the kubelet reports of a container that exited: not ready.
       await reportStatus(cp, pod, container, native, false).catch(() => {});
     },

@@ -84,10 +84,56 @@ export function ensureTools(opts: EnsureToolsOptions = {}): Promise<ToolPaths> {
   return pending;
 }
 
+/**
+ * A real node's binaries (real-node.ts), built by the same script at the same version. kube-proxy
+ * (`build-tools.sh kube-proxy`) is not asked for until a node runs it.
+ */
+export interface NodeToolPaths {
+  readonly kubelet: string;
+  readonly kubeScheduler: string;
+}
+
+const NODE_TOOLS = ['kubelet', 'kube-scheduler'] as const;
+
+/** `probeTools` for the node tools. */
+export function probeNodeTools(): ToolsProbe {
+  const r = spawnSync('bash', [buildScriptPath, '--probe', ...NODE_TOOLS], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  if (r.status === 0) return { ok: true };
+  const reason = r.error?.message ?? (r.stderr.trim() || `build-tools.sh --probe exited ${String(r.status)}`);
+  return { ok: false, reason };
+}
+
+let pendingNode: Promise<NodeToolPaths> | undefined;
+
+/** `ensureTools` for kubelet and kube-scheduler. */
+export function ensureNodeTools(opts: EnsureToolsOptions = {}): Promise<NodeToolPaths> {
+  pendingNode ??= runScript(opts, [...NODE_TOOLS])
+    .then((stdout) => {
+      const found = new Map(stdout.split('\n').map((l) => l.split('\t') as [string, string]));
+      const [kubelet, kubeScheduler] = NODE_TOOLS.map((t) => found.get(t));
+      if (!kubelet || !kubeScheduler) {
+        throw new ToolsBuildError(0, `build-tools.sh did not report every node tool:\n${stdout}`);
+      }
+      return { kubelet, kubeScheduler };
+    })
+    .catch((err: unknown) => {
+      pendingNode = undefined;
+      throw err;
+    });
+  return pendingNode;
+}
+
 function runBuild(opts: EnsureToolsOptions): Promise<ToolPaths> {
+  return runScript(opts, []).then(parsePaths);
+}
+
+function runScript(opts: EnsureToolsOptions, args: readonly string[]): Promise<string> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [buildScriptPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', [buildScriptPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let tail: string[] = [];
     let partial = '';
@@ -108,11 +154,7 @@ function runBuild(opts: EnsureToolsOptions): Promise<ToolPaths> {
     child.on('close', (code) => {
       if (partial) tail.push(partial);
       if (code === 0) {
-        try {
-          resolve(parsePaths(stdout));
-        } catch (err) {
-          reject(err);
-        }
+        resolve(stdout);
       } else if (code === EXIT_NO_GO) {
         reject(new ToolsUnavailableError(tail.join('\n').trim() || 'no usable Go toolchain'));
       } else {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { NodeConfigInput } from '../../sidecar/config.js';
+import { BUNDLE_PATH, NODE_FLAGS } from '../../sidecar/node-flags.js';
 import type { PeerNodeStatus } from '../../sidecar/peer-node.js';
 import { generateSwarmKey } from '../../sidecar/swarm-key.js';
 
@@ -18,6 +19,8 @@ export const REPO_ROOT = resolve(
   import.meta.dirname.includes('/dist/') ? '..' : '.',
 );
 export const CLI = join(REPO_ROOT, 'dist', 'bin', 'peertunnel.js');
+/** The bundled CLI the image runs (sidecar/node-flags.ts). */
+export const BUNDLE = join(REPO_ROOT, BUNDLE_PATH);
 
 export interface LogLine {
   level: string;
@@ -48,6 +51,11 @@ export interface StartNodeOptions {
   /** Wrap the command, e.g. ['ip', 'netns', 'exec', 'ns1']. */
   prefix?: string[];
   startTimeoutMs?: number;
+  /**
+   * Run the bundle with Node flags, as the image does: `true` for the flags of
+   * sidecar/node-flags.ts, or the flags to use instead. Default: the unbundled CLI, no flags.
+   */
+  bundle?: boolean | readonly string[];
 }
 
 /** A fresh swarm key text, for tests that need a private network of their own. */
@@ -80,7 +88,11 @@ export async function startNodeProcess(
   const dir = await mkdtemp(join(tmpdir(), 'pt-node-'));
   const file = join(dir, 'node.json');
   await writeFile(file, JSON.stringify({ admin: { listen: '127.0.0.1:0' }, ...config }));
-  const argv = [...(options.prefix ?? []), process.execPath, CLI, 'node', '--config', file];
+  const program =
+    options.bundle === undefined || options.bundle === false
+      ? [CLI]
+      : [...(options.bundle === true ? NODE_FLAGS : options.bundle), BUNDLE];
+  const argv = [...(options.prefix ?? []), process.execPath, ...program, 'node', '--config', file];
   const [cmd = process.execPath, ...args] = argv;
   const proc = spawn(cmd, args, {
     env: { ...process.env, ...options.env },

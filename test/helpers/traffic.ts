@@ -149,6 +149,20 @@ export function readAll(s: Socket, onChunk?: (b: Buffer) => void): Promise<Buffe
   });
 }
 
+/**
+ * One request-less exchange: connects, reads the server's whole answer and then closes its own
+ * side too. A client that stops at the answer leaves its connection half-open, and a half-open
+ * tunnel is a live one: it keeps the exposer's target socket and stream slot until the end.
+ */
+export async function answerFrom(port: number): Promise<string> {
+  const s = await connectTo(port);
+  try {
+    return (await readAll(s)).toString().trim();
+  } finally {
+    s.end();
+  }
+}
+
 /** Upload: `total` keystream bytes to a sink through `port`; returns [sent hash, sink's answer]. */
 export async function upload(
   port: number,
@@ -177,7 +191,7 @@ export async function download(
     h.update(d);
   });
   s.write(`${seed.toString('hex')} ${total}\n`);
-  await done;
+  await done.finally(() => s.end());
   return { expected: expectedHash(seed, total), received: h.digest('hex'), bytes: n };
 }
 

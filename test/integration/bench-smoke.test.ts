@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect, it } from '@jest/globals';
+import { NODE_FLAGS } from '../../sidecar/node-flags.js';
 import { COLUMNS, type ResultRow, ROWS } from '../bench/table.js';
 import { REPO_ROOT } from '../helpers/node-process.js';
 
@@ -31,6 +32,8 @@ it('runs the bench in quick mode and fills every row', async () => {
       sizes: { held: number };
       rows: ResultRow[];
       kubo: { available: boolean; reason?: string; negotiated?: string };
+      nodeFlags: string[];
+      strace: boolean;
     };
     expect(result.quick).toBe(true);
     expect(result.rows.map((r) => r.id)).toEqual(ROWS.map((r) => r.id));
@@ -44,7 +47,13 @@ it('runs the bench in quick mode and fills every row', async () => {
       expect(result.rows.every((r) => r.kubo === null)).toBe(true);
     }
     const columns = COLUMNS.filter((c) => c !== 'kubo' || result.kubo.available);
+    // The nodes ran with the image's flags, and the table says which.
+    expect(result.nodeFlags).toEqual([...NODE_FLAGS]);
+    expect(stdout).toContain(`under node ${NODE_FLAGS.join(' ')}`);
+    // Write syscalls need strace; without it the table says so.
+    if (!result.strace) expect(stdout).toContain('strace is not installed');
     for (const spec of ROWS) {
+      if (spec.id.startsWith('writes_') && !result.strace) continue;
       const row = result.rows.find((r) => r.id === spec.id);
       for (const column of columns) {
         const value = row?.[column];

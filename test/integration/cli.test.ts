@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CLI, REPO_ROOT } from '../helpers/node-process.js';
+import { loadConfigCorpus } from '../unit/config-corpus.js';
 
 interface Run {
   code: number;
@@ -65,6 +66,38 @@ describe('peertunnel CLI', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(field);
   });
+
+  // A sample of the malformed-config corpus as real processes (the unit test runs all of it
+  // through the schema): before the checks, bad peer IDs and addresses got past the config and
+  // the node died on them with a stack trace.
+  const sample = new Set([
+    'bootstrap-peer-id-garbage',
+    'bootstrap-peer-id-one-short',
+    'bootstrap-bad-ipv4',
+    'bootstrap-port-70000',
+    'announce-without-transport',
+    'listen-without-transport',
+    'dht-protocol-8-mib',
+    'expose-host-cloud-metadata',
+    'expose-port-a-string',
+    'forward-duplicate-names',
+    'top-level-a-list',
+  ]);
+  const corpus = loadConfigCorpus().filter((e) => sample.has(e.name));
+  it('samples every corpus entry it names', () => expect(corpus.length).toBe(sample.size));
+  it.each(corpus.map((e) => [e.name, e] as const))(
+    'corpus %s: exit 2, one line naming the field, no stack trace',
+    async (name, e) => {
+      const file = join(dir, `corpus-${name}.json`);
+      await writeFile(file, JSON.stringify(e.config));
+      const r = await cli(['node', '--config', file]);
+      expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 2, stdout: '' });
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(`: ${e.field}: `);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    },
+  );
 
   it('stops with one line when the swarm key env var is empty', async () => {
     const file = join(dir, 'nokey.yaml');

@@ -7,11 +7,12 @@
  * no devDependency and no uncopied file is needed at run time.
  */
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm, stat, symlink } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { BUNDLE_PATH, IMAGE_UID, NODE_FLAGS } from '../../sidecar/node-flags.js';
 import { REPO_ROOT } from '../helpers/node-process.js';
 
 const run = promisify(execFile);
@@ -108,17 +109,14 @@ describe('Dockerfile', () => {
     await Promise.all(temps.map((t) => rm(t, { recursive: true, force: true })));
   });
 
-  it('is multi-stage on Node 24 slim, runs as a numeric non-root user, entrypoint is the CLI', () => {
+  it('is multi-stage on Node 24 slim, runs as a numeric non-root user, entrypoint is the bundled CLI', () => {
     expect(stages.map((s) => s.from)).toEqual(['node:24-slim', 'node:24-slim']);
     const user = runtime.instructions.filter((i) => i.op === 'USER').at(-1)?.args;
     expect(user).toMatch(/^[0-9]+(:[0-9]+)?$/);
-    expect(Number(user?.split(':')[0])).toBe(65532);
+    expect(Number(user?.split(':')[0])).toBe(IMAGE_UID);
     const entry = runtime.instructions.find((i) => i.op === 'ENTRYPOINT');
-    expect(JSON.parse(entry?.args ?? 'null')).toEqual([
-      'node',
-      '--max-semi-space-size=4',
-      'dist/bin/peertunnel.js',
-    ]);
+    // The bundle itself, run through its first line (which carries the Node flags).
+    expect(JSON.parse(entry?.args ?? 'null')).toEqual([`${runtime.workdir}/${BUNDLE_PATH}`]);
     expect(JSON.parse(runtime.instructions.find((i) => i.op === 'CMD')?.args ?? 'null')).toEqual(['--help']);
     // Read-only root filesystem: HOME points at /tmp (the only writable place), no VOLUME needed.
     expect(runtime.instructions.find((i) => i.op === 'ENV')?.args).toMatch(/HOME=\/tmp/);
@@ -161,8 +159,23 @@ describe('Dockerfile', () => {
       cwd: buildDir,
       env: { ...process.env, PATH: `${join(REPO_ROOT, 'node_modules', '.bin')}:${process.env.PATH ?? ''}` },
     });
-    expect(await exists(join(buildDir, 'dist', 'bin', 'peertunnel.js'))).toBe(true);
-  }, 120_000);
+    expect(await exists(join(buildDir, BUNDLE_PATH))).toBe(true);
+    // The flags of sidecar/node-flags.ts, on the line the image's entrypoint runs.
+    const firstLine = (await readFile(join(buildDir, BUNDLE_PATH), 'utf8')).split('\n')[0];
+    expect(firstLine).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
+    expect((await stat(join(buildDir, BUNDLE_PATH))).mode & 0o111).toBe(0o111);
+    // The image's user (not the builder) must read every file of it, the compile cache's too.
+    const bundleDir = dirname(join(buildDir, BUNDLE_PATH));
+    const files = await readdir(bundleDir, { recursive: true, withFileTypes: true });
+    expect(files.some((f) => f.parentPath.includes('.compile-cache') && f.isFile())).toBe(true);
+    // ...under the name Node looks for when it runs as the image's user.
+    const cacheDirs = await readdir(join(bundleDir, '.compile-cache'));
+    expect(cacheDirs.some((d) => d.endsWith(`-${IMAGE_UID}`))).toBe(true);
+    for (const f of files) {
+      const mode = (await stat(join(f.parentPath, f.name))).mode;
+      expect({ file: f.name, readable: (mode & 0o004) !== 0 }).toEqual({ file: f.name, readable: true });
+    }
+  }, 180_000);
 
   it('starts the CLI from the production dependencies and the copied dist/ parts alone', async () => {
     expect(buildDir).not.toBe('');
@@ -211,14 +224,22 @@ describe('Dockerfile', () => {
       expect({ path, installed: await exists(join(appDir, path)) }).toEqual({ path, installed: false });
     expect(await exists(join(appDir, 'test'))).toBe(false);
 
+    expect(await exists(join(appDir, 'dist', 'bin'))).toBe(false);
+    expect(await exists(join(appDir, 'dist', 'sidecar'))).toBe(false);
+
     const entry = JSON.parse(
       runtime.instructions.find((i) => i.op === 'ENTRYPOINT')?.args ?? '[]',
     ) as string[];
-    const [, ...nodeArgs] = entry;
+    const [program = '', ...entryArgs] = entry;
+    // The entrypoint executed as the image does (its `env node` finds Node 24 first on PATH).
     const cli = (...args: string[]) =>
-      run(NODE24, [...nodeArgs, ...args], {
+      run(join(appDir, program.replace(new RegExp(`^${workdir}/?`), '')), [...entryArgs, ...args], {
         cwd: appDir,
-        env: { PATH: process.env.PATH ?? '', HOME: '/tmp', NODE_ENV: 'production' },
+        env: {
+          PATH: `${dirname(NODE24)}:${process.env.PATH ?? ''}`,
+          HOME: '/tmp',
+          NODE_ENV: 'production',
+        },
       });
     const help = await cli('--help');
     expect(help.stdout).toMatch(/^usage: peertunnel/);

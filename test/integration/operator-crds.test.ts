@@ -5,6 +5,7 @@
  */
 import { expect, it } from '@jest/globals';
 import { describeWithControlPlane } from '../env/skip.js';
+import { loadConfigCorpus, loadCorpusBases } from '../unit/config-corpus.js';
 import { loadInvalidCrdFixtures, loadValidCrdFixtures } from '../unit/crd-fixtures.js';
 import { eventually, installOperatorPrerequisites, operatorUsers } from './operator-harness.js';
 
@@ -61,6 +62,28 @@ describeWithControlPlane(
       expect(status.reason).toBe('Invalid');
       expect(status.message).toContain(fx.field);
       expect(status.message).toContain(fx.message);
+    });
+
+    // The malformed-config corpus: each value the CRDs carry is refused by the API server too,
+    // naming the field, so it never reaches a rendered sidecar.
+    const corpus = loadConfigCorpus().flatMap((e) => (e.crd === undefined ? [] : [[e.name, e.crd] as const]));
+    it.each(corpus)('refuses corpus entry %s naming the field', async (_name, crd) => {
+      const plural = crd.kind === 'PeerTunnel' ? 'peertunnels' : 'peernetworks';
+      const obj = { ...crd.object, metadata: { ...(crd.object.metadata as object), namespace: NS } };
+      const res = await env.cp.request(`/apis/peertunnel.io/v1alpha1/namespaces/${NS}/${plural}`, {
+        method: 'POST',
+        body: JSON.stringify(obj),
+      });
+      const status = JSON.parse(res.body) as { reason: string; message: string };
+      expect({ status: res.status, reason: status.reason }).toEqual({ status: 422, reason: 'Invalid' });
+      expect(status.message).toContain(crd.field);
+    });
+
+    it('accepts the bases the corpus entries are built on', async () => {
+      for (const base of loadCorpusBases()) {
+        const obj = { ...base.object, metadata: { ...(base.object.metadata as object), namespace: NS } };
+        await expect(env.cp.apply(obj)).resolves.toBeDefined();
+      }
     });
   },
   { users: operatorUsers },

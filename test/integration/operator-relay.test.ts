@@ -14,7 +14,8 @@ import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import type { V1Container, V1Deployment, V1Pod, V1Secret, V1Service } from '@kubernetes/client-node';
 import { privateKeyFromProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { CONFIG_ENV, DEFAULT_SWARM_KEY_ENV, type NodeConfigInput } from '../../sidecar/config.js';
+import { SWARM_KEY_DIR, SWARM_KEY_FILE, SWARM_KEY_VOLUME } from '../../operator/render.js';
+import { CONFIG_ENV, type NodeConfigInput } from '../../sidecar/config.js';
 import type { ControlPlane } from '../env/control-plane.js';
 import { type RunningSidecar, runPodSidecar } from '../env/pod-runner.js';
 import { describeWithControlPlane } from '../env/skip.js';
@@ -188,14 +189,13 @@ describeWithControlPlane(
         expect.objectContaining({ name: 'pt-p2p', containerPort: 4001, protocol: 'TCP' }),
         expect.objectContaining({ name: 'pt-admin', containerPort: 9090, protocol: 'TCP' }),
       ]);
-      expect(c?.env?.find((e) => e.name === DEFAULT_SWARM_KEY_ENV)?.valueFrom?.secretKeyRef).toEqual(
-        expect.objectContaining({ name: 'mesh-key', key: 'swarm.key' }),
-      );
+      // The swarm key is a read-only file from the network's Secret, never an env var.
+      expect(c?.env?.some((e) => e.valueFrom?.secretKeyRef !== undefined)).toBe(false);
       const config = JSON.parse(c?.env?.find((e) => e.name === CONFIG_ENV)?.value ?? '{}') as NodeConfigInput;
       expect(config).toEqual(
         expect.objectContaining({
           role: 'relay',
-          swarmKey: { env: DEFAULT_SWARM_KEY_ENV },
+          swarmKey: { file: SWARM_KEY_FILE },
           identity: { file: '/var/run/peertunnel/identity.key' },
           listen: ['/ip4/0.0.0.0/tcp/4001'],
           announce: [`/ip4/${clusterIP}/tcp/4001`],
@@ -204,8 +204,16 @@ describeWithControlPlane(
       );
       expect(c?.volumeMounts).toEqual([
         expect.objectContaining({ name: 'identity', mountPath: '/var/run/peertunnel', readOnly: true }),
+        expect.objectContaining({ name: SWARM_KEY_VOLUME, mountPath: SWARM_KEY_DIR, readOnly: true }),
       ]);
       expect(tpl?.spec?.volumes).toEqual([
+        expect.objectContaining({
+          name: SWARM_KEY_VOLUME,
+          secret: expect.objectContaining({
+            secretName: 'mesh-key',
+            items: [{ key: 'swarm.key', path: 'swarm.key' }],
+          }),
+        }),
         expect.objectContaining({
           name: 'identity',
           secret: expect.objectContaining({
@@ -230,6 +238,9 @@ describeWithControlPlane(
       const env0 = container.env ?? [];
       const config = JSON.parse(env0.find((e) => e.name === CONFIG_ENV)?.value ?? '{}') as NodeConfigInput;
       if (config.identity !== undefined) config.identity = { file: rewrite(config.identity.file) };
+      const keyFile =
+        config.swarmKey !== undefined && 'file' in config.swarmKey ? config.swarmKey.file : undefined;
+      if (keyFile !== undefined) config.swarmKey = { file: rewrite(keyFile) };
       const podEnv = env0.map((e) => (e.name === CONFIG_ENV ? { ...e, value: JSON.stringify(config) } : e));
       await env.cp.apply([
         {

@@ -17,6 +17,7 @@ import {
   testSwarmKey,
 } from '../helpers/node-process.js';
 import {
+  answerFrom,
   connectTo,
   download,
   echoRoundTrip,
@@ -276,7 +277,7 @@ describe('replicas of one service', () => {
         'two providers',
       );
 
-      const ask = async () => (await readAll(await connectTo(port))).toString().trim();
+      const ask = () => answerFrom(port);
       const spread: string[] = [];
       for (let i = 0; i < 20; i++) spread.push(await ask());
       expect(spread.filter((n) => n === 'replica-a').length).toBeGreaterThanOrEqual(5);
@@ -299,6 +300,16 @@ describe('replicas of one service', () => {
       expect(late.every((o) => o.ok)).toBe(true);
       const firstOk = outcomes.find((o) => o.ok);
       expect(firstOk?.at).toBeLessThan(2_000);
+      // Every client closed its side too, so every tunnel through a ended, and its stream slot
+      // with it: none was refused as busy.
+      await eventually(
+        async () => ((await ea.status()).exposes[0]?.activeConnections === 0 ? true : undefined),
+        5_000,
+        'every tunnel through a closed',
+      );
+      expect(await ea.metric('peertunnel_streams_active', { service: 'lb', side: 'expose' })).toBe(0);
+      for (const reason of ['peer_limit', 'total_limit'])
+        expect(await ea.metric('peertunnel_streams_refused_total', { reason })).toBe(0);
     } finally {
       await Promise.allSettled(nodes.reverse().map((n) => n.stop()));
       await Promise.allSettled([a.close(), b.close()]);
@@ -338,7 +349,7 @@ describe('replicas of one service', () => {
         { env },
       );
       nodes.push(fwd);
-      const ask = async () => (await readAll(await connectTo(port))).toString().trim();
+      const ask = () => answerFrom(port);
       const providerB = async () => (await fwd.status()).forwards[0]?.providers.find((p) => p.peer === bPeer);
       /** Asks until both replicas answered and the forwarder holds a connection to b. */
       const bothInTurn = async (what: string) => {
@@ -419,6 +430,157 @@ describe('replicas of one service', () => {
     }
   }, 180_000);
 });
+
+describe('draining on SIGTERM', () => {
+  it('a stopped replica lets its in-flight connections finish intact while new ones go to the other', async () => {
+    const a = await namedEchoServer('replica-a');
+    const b = await namedEchoServer('replica-b');
+    const relay = await startNodeProcess({ ...base, role: 'relay' }, { env });
+    const nodes: NodeProcess[] = [relay];
+    try {
+      const ea = await startNodeProcess(
+        { ...base, bootstrap: relay.addresses, expose: [{ name: 'dr', port: a.port }] },
+        { env },
+      );
+      nodes.push(ea);
+      const eb = await startNodeProcess(
+        {
+          ...base,
+          bootstrap: relay.addresses,
+          expose: [{ name: 'dr', port: b.port }],
+          shutdown: { drainSeconds: 15 },
+        },
+        { env },
+      );
+      nodes.push(eb);
+      await Promise.all([ea, eb].map((n) => n.waitFor((l) => l.event === 'service_announced')));
+      const port = await freePort();
+      const fwd = await startNodeProcess(
+        { ...base, bootstrap: relay.addresses, forward: [{ name: 'dr', localPort: port }] },
+        { env },
+      );
+      nodes.push(fwd);
+      await eventually(
+        async () => ((await fwd.status()).forwards[0]?.providers.length === 2 ? true : undefined),
+        20_000,
+        'two providers',
+      );
+
+      // Connections held open through b (each first reads which replica it reached).
+      const onB: EchoConnection[] = [];
+      for (let i = 0; i < 40 && onB.length < 3; i++) {
+        const c = await echoConnection(port);
+        if (c.name === 'replica-b') onB.push(c);
+        else c.socket.destroy();
+      }
+      expect(onB.length).toBe(3);
+      // Bytes flow on them before, during and after the signal: 64 KiB every 50 ms for 3 s each.
+      const transfers = onB.map((c) => c.echo(60, 64 * 1024, 50));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      eb.proc.kill('SIGTERM');
+      await eb.waitFor((l) => l.event === 'node_draining', 5_000);
+
+      const fresh: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        const c = await echoConnection(port).catch((err: unknown) => ({ name: `failed: ${String(err)}` }));
+        fresh.push(c.name);
+        if ('socket' in c) c.socket.destroy();
+      }
+      const results = await Promise.all(transfers);
+      const drained = await eb.waitFor((l) => l.event === 'node_drained', 20_000);
+      const code = await eb.stop();
+      console.log(
+        `[drain] in-flight on b: ${JSON.stringify(results.map((r) => r.bytes))} bytes echoed; drained ${JSON.stringify(drained)}`,
+      );
+
+      expect(fresh).toEqual(Array(10).fill('replica-a'));
+      for (const r of results) expect(r).toEqual({ bytes: 60 * 64 * 1024, intact: true, error: null });
+      expect({ open: drained.open, code }).toEqual({ open: 0, code: 0 });
+    } finally {
+      await Promise.allSettled(nodes.reverse().map((n) => n.stop()));
+      await Promise.allSettled([a.close(), b.close()]);
+    }
+  }, 120_000);
+});
+
+interface EchoConnection {
+  name: string;
+  socket: import('node:net').Socket;
+  /** Sends `chunks` random chunks `everyMs` apart, then ends; resolves with what came back. */
+  echo(
+    chunks: number,
+    size: number,
+    everyMs: number,
+  ): Promise<{ bytes: number; intact: boolean; error: string | null }>;
+}
+
+/** Answers each connection with its name on one line, then echoes. */
+async function namedEchoServer(name: string): Promise<{ port: number; close(): Promise<void> }> {
+  const { createServer } = await import('node:net');
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+    s.write(`${name}\n`);
+    s.pipe(s);
+  });
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
+  const addr = server.address();
+  return {
+    port: typeof addr === 'object' && addr !== null ? addr.port : 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function echoConnection(port: number): Promise<EchoConnection> {
+  const { createHash, randomBytes } = await import('node:crypto');
+  const socket = await connectTo(port);
+  let buffered = Buffer.alloc(0);
+  const name = await new Promise<string>((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      buffered = Buffer.concat([buffered, d]);
+      const nl = buffered.indexOf(10);
+      if (nl < 0) return;
+      socket.off('data', onData);
+      socket.pause();
+      resolve(buffered.subarray(0, nl).toString());
+      buffered = buffered.subarray(nl + 1);
+    };
+    socket.on('data', onData);
+    socket.once('error', reject);
+    socket.once('end', () => reject(new Error('closed before the name line')));
+  });
+  const echo: EchoConnection['echo'] = async (chunks, size, everyMs) => {
+    const sent = createHash('sha256');
+    const got = createHash('sha256');
+    let bytes = buffered.length;
+    got.update(buffered);
+    const done = new Promise<string | null>((resolve) => {
+      socket.on('data', (d: Buffer) => {
+        bytes += d.length;
+        got.update(d);
+      });
+      socket.once('end', () => resolve(null));
+      socket.once('error', (err) => resolve(err.message));
+    });
+    socket.resume();
+    for (let i = 0; i < chunks && !socket.destroyed; i++) {
+      const chunk = randomBytes(size);
+      sent.update(chunk);
+      socket.write(chunk);
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+    }
+    socket.end();
+    const error = await done;
+    return { bytes, intact: error === null && sent.digest('hex') === got.digest('hex'), error };
+  };
+  return { name, socket, echo };
+}
 
 /**
  * What a stopped pod's address does to a redial in a cluster: a TCP listener on the stopped node's

@@ -21,7 +21,7 @@ import {
   renderRelayDeployment,
 } from '../../operator/controller/relay.js';
 import { ADMIN_ADDRESS_ANNOTATION } from '../../operator/controller/sidecar-client.js';
-import { renderContainer } from '../../operator/render.js';
+import { renderContainer, SWARM_KEY_FILE, swarmKeyVolume } from '../../operator/render.js';
 import { injectSettings } from '../../operator/settings.js';
 import type { NodeConfigInput } from '../../sidecar/config.js';
 import type { ControlPlane } from '../env/control-plane.js';
@@ -427,19 +427,23 @@ describeLab(
             } as PeerNetwork;
             const config: NodeConfigInput = {
               role: 'sidecar',
-              swarmKey: { env: 'PEERTUNNEL_SWARM_KEY' },
+              swarmKey: { file: SWARM_KEY_FILE },
               listen: ['/ip4/0.0.0.0/tcp/4001'],
               bootstrap: [`/ip4/${lab.relay(0).ip}/tcp/4001/p2p/${relayPeer}`],
               publicRanges: [...lab.publicRanges],
               admin: { listen: '0.0.0.0:9090' },
             };
-            const sidecar = renderContainer(config, network, settings);
+            const sidecar = renderContainer(config, settings);
             expect(sidecar.restartPolicy).toBe('Always');
             await env.cp.apply({
               apiVersion: 'v1',
               kind: 'Pod',
               metadata: { name: 'app', namespace: PT_NS, labels: { app: 'redis' } },
-              spec: { initContainers: [sidecar], containers: [{ name: 'redis', image: 'redis:7' }] },
+              spec: {
+                initContainers: [sidecar],
+                containers: [{ name: 'redis', image: 'redis:7' }],
+                volumes: [swarmKeyVolume(network)],
+              },
             });
             const pod = await kubelet.waitForPod(PT_NS, (p) => p.metadata?.name === 'app', {
               timeoutMs: 60_000,

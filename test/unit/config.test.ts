@@ -1,6 +1,9 @@
 import { describe, expect, it } from '@jest/globals';
 import { parseConfig, parseConfigText } from '../../sidecar/config.js';
 
+/** A valid Ed25519 peer ID. */
+const PEER = '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA';
+
 const key = { swarmKey: { file: '/etc/peertunnel/swarm.key' } };
 
 function errorOf(fn: () => unknown): { name: string; field: string; message: string } {
@@ -20,11 +23,21 @@ describe('node config', () => {
       forward: [{ name: 'api', localPort: 8080 }],
     });
     expect(cfg.role).toBe('sidecar');
-    expect(cfg.expose[0]).toEqual({ name: 'db', port: 5432, host: '127.0.0.1' });
+    expect(cfg.expose[0]).toEqual({ name: 'db', port: 5432, host: '127.0.0.1', idleTimeoutSeconds: 0 });
     expect(cfg.forward[0]).toEqual({ name: 'api', localPort: 8080, bind: '127.0.0.1' });
     expect(cfg.dht.protocol).toBe('/peertunnel/kad/1.0.0');
     expect(cfg.admin.listen).toBe('127.0.0.1:9090');
     expect(cfg.nat).toEqual({ upnp: false, natPmp: false, holePunch: true, relayReservations: 2 });
+    expect(cfg.inbound).toEqual({
+      nonceTimeoutMs: 3_000,
+      pendingPerAddress: 32,
+      newPerAddressPerSecond: 100,
+    });
+    expect(parseConfig({ ...key, inbound: { pendingPerAddress: 4 } }).inbound).toEqual({
+      nonceTimeoutMs: 3_000,
+      pendingPerAddress: 4,
+      newPerAddressPerSecond: 100,
+    });
   });
 
   it('takes a number of relay reservations from 0 to 8', () => {
@@ -72,8 +85,26 @@ describe('node config', () => {
     ['too many relay reservations', { ...key, nat: { relayReservations: 9 } }, 'nat.relayReservations'],
     ['fractional relay reservations', { ...key, nat: { relayReservations: 1.5 } }, 'nat.relayReservations'],
     ['bad bootstrap', { ...key, bootstrap: ['/ip4/1.2.3.4/tcp/4001'] }, 'bootstrap[0]'],
+    [
+      'a relayed bootstrap peer with a bad target',
+      { ...key, bootstrap: [`/ip4/1.2.3.4/tcp/4001/p2p/${PEER}/p2p-circuit/p2p/12D3KooWnot`] },
+      'bootstrap[0]',
+    ],
+    [
+      'a relayed bootstrap peer without its target',
+      { ...key, bootstrap: [`/ip4/1.2.3.4/tcp/4001/p2p/${PEER}/p2p-circuit`] },
+      'bootstrap[0]',
+    ],
     ['bad range', { ...key, publicRanges: ['10.0.0.0/33'] }, 'publicRanges[0]'],
     ['bad admin', { ...key, admin: { listen: 'localhost' } }, 'admin.listen'],
+    ['a zero pending cap', { ...key, inbound: { pendingPerAddress: 0 } }, 'inbound.pendingPerAddress'],
+    ['a huge nonce timeout', { ...key, inbound: { nonceTimeoutMs: 600_000 } }, 'inbound.nonceTimeoutMs'],
+    [
+      'a string rate',
+      { ...key, inbound: { newPerAddressPerSecond: '10' } },
+      'inbound.newPerAddressPerSecond',
+    ],
+    ['an unknown inbound field', { ...key, inbound: { perAddress: 1 } }, 'inbound.perAddress'],
   ])('rejects %s naming the field', (_what, raw, field) => {
     const err = errorOf(() => parseConfig(raw));
     expect(err.name).toBe('ConfigError');
@@ -81,16 +112,22 @@ describe('node config', () => {
     expect(err.message.split('\n')).toHaveLength(1);
   });
 
-  it('reads YAML and JSON alike', () => {
-    const yaml = parseConfigText('swarmKey: {env: K}\nexpose:\n  - {name: web, port: 80}\n', 'x.yaml');
-    const json = parseConfigText(
+  it('takes a bootstrap peer reached through a relay', () => {
+    const through = `/ip4/1.2.3.4/tcp/4001/p2p/${PEER}/p2p-circuit/p2p/${PEER}`;
+    expect(parseConfig({ ...key, bootstrap: [through] }).bootstrap).toEqual([through]);
+  });
+
+  it('reads YAML and JSON alike', async () => {
+    const yaml = await parseConfigText('swarmKey: {env: K}\nexpose:\n  - {name: web, port: 80}\n', 'x.yaml');
+    const json = await parseConfigText(
       JSON.stringify({ swarmKey: { env: 'K' }, expose: [{ name: 'web', port: 80 }] }),
       'x.json',
     );
     expect(yaml).toEqual(json);
   });
 
-  it('names a file that is not YAML', () => {
-    expect(errorOf(() => parseConfigText('a: [', 'bad.yaml')).name).toBe('ConfigError');
+  it('names a file that is not YAML', async () => {
+    const err = await parseConfigText('a: [', 'bad.yaml').catch((e: unknown) => e);
+    expect((err as Error).name).toBe('ConfigError');
   });
 });

@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from '@jest/globals';
 import { parse } from 'yaml';
+import { LIMITS } from '../../contracts/limits.js';
 import type { JsonSchemaProps } from '../../crds/builder.js';
 import { generatedFiles } from '../../crds/generate.js';
 import {
   CRD_FILES,
   type CustomResourceDefinition,
-  LIMITS,
   type PeerTunnel,
   peerNetworkCrd,
   peerTunnelCrd,

@@ -52,7 +52,13 @@ async function families(): Promise<Map<string, string>> {
 }
 
 /** Families deliberately left off the dashboards (visible in /metrics and /status). */
-const NOT_CHARTED = ['peertunnel_dht_provides_total', 'peertunnel_port_mapping_operations_total'];
+const NOT_CHARTED = [
+  'peertunnel_dht_provides_total',
+  'peertunnel_port_mapping_operations_total',
+  // Moves only when a sidecar of another version breaks the /status contract; the operator logs
+  // each one (sidecar_status_invalid) and the tunnel's condition says its sidecars are unreadable.
+  'peertunnel_operator_sidecar_status_invalid_total',
+];
 
 describe('Grafana dashboards', () => {
   it('are committed exactly as observability/dashboards.ts generates them', async () => {
@@ -116,7 +122,7 @@ describe('Grafana dashboards', () => {
     expect(uncharted).toEqual([...NOT_CHARTED].sort());
   });
 
-  it('cover what design §4 asks of each dashboard', () => {
+  it('cover what each dashboard is for: overview, services, operator', () => {
     const titles = (uid: string) => DASHBOARDS.find((d) => d.uid === uid)?.panels.map((p) => p.title) ?? [];
     expect(titles('peertunnel-overview')).toEqual(
       expect.arrayContaining([

@@ -19,15 +19,17 @@ import { createSidecarMetrics } from '../../sidecar/metrics.js';
 
 const newPeer = async (): Promise<PeerId> => peerIdFromPrivateKey(await generateKeyPair('Ed25519'));
 
-async function directory(): Promise<{ dir: ServiceDirectory; events: EventTarget }> {
+type FindProviders = () => AsyncGenerator<{ id: PeerId; multiaddrs: [] }>;
+
+async function directory(
+  // By default the DHT knows no provider: only identify brings them here.
+  findProviders: FindProviders = async function* () {},
+): Promise<{ dir: ServiceDirectory; events: EventTarget }> {
   const events = new EventTarget();
   const self = await newPeer();
   const libp2p = {
     peerId: self,
-    contentRouting: {
-      // The DHT knows no provider: only identify brings them here.
-      findProviders: async function* () {},
-    },
+    contentRouting: { findProviders },
     peerStore: { get: async () => ({ addresses: [] }), merge: async () => undefined },
     addEventListener: events.addEventListener.bind(events),
     removeEventListener: events.removeEventListener.bind(events),
@@ -85,6 +87,38 @@ describe('ServiceDirectory: providers from identify', () => {
     const before = pool?.list()[0];
     identify(events, peer, [serviceProtocol('db')]);
     expect(pool?.list()[0]).toMatchObject({ failures: 1, retryAt: before?.retryAt });
-    expect(pool?.healthyCount(Date.now())).toBe(0);
+    const now = pool?.select(Date.now());
+    expect([...(now?.connected ?? []), ...(now?.unconnected ?? [])]).toHaveLength(0);
+    expect(now?.backedOff).toEqual([peer.toString()]);
+  });
+});
+
+describe('ServiceDirectory: no idle wait for the first provider', () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('looks up at once when a peer is identified while a forward has no provider', async () => {
+    let lookups = 0;
+    const { events } = await directory(async function* () {
+      lookups++;
+      yield* []; // finds nothing
+    });
+    await sleep(10);
+    expect(lookups).toBe(1); // the one at start, before any peer was connected
+    // A DHT peer (the bootstrap node) is connected and identified: ask it now, not at the next retry.
+    identify(events, await newPeer(), ['/ipfs/id/1.0.0', '/peertunnel/kad/1.0.0']);
+    await sleep(10);
+    expect(lookups).toBe(2);
+  });
+
+  it('asks again within a few hundred milliseconds while nothing was found', async () => {
+    const provider = await newPeer();
+    let lookups = 0;
+    const { dir } = await directory(async function* () {
+      lookups++;
+      if (lookups >= 3) yield { id: provider, multiaddrs: [] };
+    });
+    const started = Date.now();
+    expect(await dir.waitForProvider('db', 1_500)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(1_000);
   });
 });

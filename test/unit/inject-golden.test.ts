@@ -1,5 +1,5 @@
 /**
- * Golden tests of injection (design §7): every `test/fixtures/inject/NAME.input.yaml` is run
+ * Golden tests of injection (inject is a pure function, so its output is data): every `test/fixtures/inject/NAME.input.yaml` is run
  * through `inject` and compared, as parsed YAML, with `NAME.golden.yaml`. `UPDATE_GOLDEN=1`
  * rewrites the goldens; review the diff. Patches are applied with our own RFC 6902 applier
  * (`operator/jsonpatch.ts`), and injecting the patched pod again must change nothing.
@@ -16,6 +16,7 @@ import { parse, stringify } from 'yaml';
 import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
 import { HASH_ANNOTATION, type InjectResult, inject } from '../../operator/inject.js';
 import { applyPatch } from '../../operator/jsonpatch.js';
+import { SWARM_KEY_VOLUME } from '../../operator/render.js';
 import { type InjectSettings, injectSettings } from '../../operator/settings.js';
 import { CONFIG_ENV, parseConfig } from '../../sidecar/config.js';
 
@@ -103,6 +104,16 @@ describe('inject golden files', () => {
       const inInit = (pod.spec?.initContainers ?? []).some((c) => c.name === settings.containerName);
       expect(inInit).toBe(settings.nativeSidecars);
       expect(pod.metadata?.annotations?.[HASH_ANNOTATION]).toBe(result.hash);
+      // The swarm key is a read-only file from the Secret, never in the sidecar's environment.
+      expect((sidecar?.env ?? []).filter((e) => e.valueFrom !== undefined || /SWARM/i.test(e.name))).toEqual(
+        [],
+      );
+      expect(sidecar?.envFrom).toBeUndefined();
+      const mount = sidecar?.volumeMounts?.find((m) => m.name === SWARM_KEY_VOLUME);
+      expect(mount?.readOnly).toBe(true);
+      expect(JSON.parse(env ?? 'null').swarmKey).toEqual({ file: `${mount?.mountPath}/swarm.key` });
+      const volumes = (pod.spec?.volumes ?? []).filter((v) => v.name === SWARM_KEY_VOLUME);
+      expect(volumes.map((v) => v.secret?.secretName)).toEqual([fx.networks[0]?.spec.swarmKeySecretRef.name]);
       // Inject twice gives the same pod.
       const again = inject(pod, fx.tunnels, fx.networks, settings);
       expect(again).toMatchObject({ kind: 'skipped', reason: 'AlreadyInjected' });

@@ -1,32 +1,11 @@
 /** Pure parts of the controllers: the work queue's guarantees, the Ready reason order, conditions. */
 import { describe, expect, it } from '@jest/globals';
 import { WorkQueue } from '../../operator/controller/queue.js';
-import {
-  computeTunnelStatus,
-  type SidecarReport,
-  setReady,
-  type TunnelFacts,
-} from '../../operator/controller/status.js';
-import { network, pod, tunnelFacts, tunnelFixture } from './operator-fixtures.js';
+import { computeTunnelStatus, setReady, type TunnelFacts } from '../../operator/controller/status.js';
+import { network, pod, sidecarReport, tunnelFacts, tunnelFixture } from './operator-fixtures.js';
 
 const tunnel = tunnelFixture(3);
-const report = (providers: number): SidecarReport => ({
-  peerId: 'p',
-  ready: true,
-  exposes: [],
-  forwards: [
-    {
-      name: 'db',
-      providers: Array.from({ length: providers }, (_, i) => ({
-        peer: `x${i}`,
-        connected: true,
-        path: 'relayed',
-        healthy: true,
-        failures: 0,
-      })),
-    },
-  ],
-});
+const report = sidecarReport;
 const facts = (over: Partial<TunnelFacts>): TunnelFacts => tunnelFacts(tunnel, over);
 const reason = (f: TunnelFacts) => computeTunnelStatus(f).conditions?.find((c) => c.type === 'Ready')?.reason;
 

@@ -1,5 +1,6 @@
 /** Fixture builders for the operator's status tests: a PeerTunnel, its PeerNetwork, its pods, the facts. */
 import type { V1Pod } from '@kubernetes/client-node';
+import type { SidecarReport } from '../../contracts/sidecar-status.js';
 import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
 import type { TunnelFacts } from '../../operator/controller/status.js';
 
@@ -55,4 +56,23 @@ export const tunnelFacts = (tunnel: PeerTunnel, over: Partial<TunnelFacts> = {})
   reports: new Map(),
   now: new Date('2026-01-01T00:00:00Z'),
   ...over,
+});
+
+/** A ready sidecar's report: `providers` connected, healthy, relayed providers of `db`. */
+export const sidecarReport = (providers: number): SidecarReport => ({
+  peerId: 'p',
+  ready: true,
+  exposes: [],
+  forwards: [
+    {
+      name: 'db',
+      providers: Array.from({ length: providers }, (_, i) => ({
+        peer: `x${i}`,
+        connected: true,
+        path: 'relayed',
+        healthy: true,
+        failures: 0,
+      })),
+    },
+  ],
 });

@@ -4,12 +4,8 @@
  * have not failed since their last success, count; the path comes from those alone.
  */
 import { describe, expect, it } from '@jest/globals';
-import {
-  computeTunnelStatus,
-  isLiveProvider,
-  parseSidecarReport,
-  type SidecarReport,
-} from '../../operator/controller/status.js';
+import { parseSidecarReport, type SidecarReport } from '../../contracts/sidecar-status.js';
+import { computeTunnelStatus, isLiveProvider } from '../../operator/controller/status.js';
 import { pod, tunnelFacts, tunnelFixture } from './operator-fixtures.js';
 
 const tunnel = tunnelFixture(1);

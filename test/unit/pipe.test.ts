@@ -110,6 +110,24 @@ describe('pipe', () => {
     expect((await result).outcome).toBe('reset_by_peer');
   });
 
+  it.each([
+    ['reset by the remote', 'reset_by_peer'],
+    ['aborted here', 'local_error'],
+  ])('resets the socket when the stream was %s before the pipe began', async (_, outcome) => {
+    const [client, inner, s] = await socketPair();
+    servers.push(s);
+    const [a, b] = await streamPair();
+    const closed = new Promise((r) => a.addEventListener('close', r, { once: true }));
+    if (outcome === 'reset_by_peer') b.abort(new Error('gone'));
+    else a.abort(new Error('connection closed'));
+    await closed;
+    expect(a.status).toBe(outcome === 'reset_by_peer' ? 'reset' : 'aborted');
+    const clientGot = readAll(client);
+    const result = pipe(inner, a);
+    await expect(clientGot).rejects.toMatchObject({ code: 'ECONNRESET' });
+    expect((await result).outcome).toBe(outcome);
+  });
+
   it('stops when aborted, resetting both sides', async () => {
     const [client, inner, s] = await socketPair();
     servers.push(s);

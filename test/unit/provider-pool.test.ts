@@ -1,11 +1,16 @@
 import { describe, expect, it } from '@jest/globals';
-import { ProviderPool } from '../../sidecar/provider-pool.js';
+import { ProviderPool, type Selection } from '../../sidecar/provider-pool.js';
+
+/** A selection's groups as one list, in the order a new connection tries them. */
+const order = (s: Selection): string[] => [...s.connected, ...s.unconnected, ...s.backedOff];
+/** The providers not backing off. */
+const healthy = (s: Selection): string[] => [...s.connected, ...s.unconnected].sort();
 
 describe('ProviderPool', () => {
   it('takes healthy providers in turn', () => {
     const pool = new ProviderPool();
     pool.seen(['a', 'b', 'c'], 0);
-    const firsts = Array.from({ length: 6 }, () => pool.candidates(0)[0]);
+    const firsts = Array.from({ length: 6 }, () => order(pool.select(0))[0]);
     expect(firsts).toEqual(['a', 'b', 'c', 'a', 'b', 'c']);
   });
 
@@ -13,21 +18,21 @@ describe('ProviderPool', () => {
     const pool = new ProviderPool({ baseBackoffMs: 100, maxBackoffMs: 1_000 });
     pool.seen(['a', 'b'], 0);
     pool.failed('a', 0);
-    expect(pool.candidates(50)).toEqual(['b', 'a']);
-    expect(pool.healthyCount(50)).toBe(1);
+    expect(order(pool.select(50))).toEqual(['b', 'a']);
+    expect(healthy(pool.select(50))).toHaveLength(1);
     pool.failed('a', 100);
     expect(pool.list().find((p) => p.peer === 'a')?.retryAt).toBe(300);
     for (let i = 0; i < 10; i++) pool.failed('a', 1_000);
     expect(pool.list().find((p) => p.peer === 'a')?.retryAt).toBe(2_000);
     pool.succeeded('a');
-    expect(pool.healthyCount(1_000)).toBe(2);
+    expect(healthy(pool.select(1_000))).toHaveLength(2);
   });
 
   it('keeps a backed-off provider as a last resort rather than dropping it', () => {
     const pool = new ProviderPool();
     pool.seen(['only'], 0);
     pool.failed('only', 0);
-    expect(pool.candidates(1)).toEqual(['only']);
+    expect(order(pool.select(1))).toEqual(['only']);
   });
 
   it('expires providers discovery no longer confirms, unless still connected', () => {
@@ -55,7 +60,7 @@ describe('ProviderPool', () => {
       ['d', 'b'],
     ]);
     expect(selections.map((s) => s.unconnected[0])).toEqual(['a', 'c', 'a', 'c']);
-    expect(pool.candidates(0, connected).slice(0, 2).sort()).toEqual(['b', 'd']);
+    expect(order(pool.select(0, connected)).slice(0, 2).sort()).toEqual(['b', 'd']);
   });
 
   it('never offers a provider whose connection closed before a connected one', () => {

@@ -1,8 +1,16 @@
+import { dirname } from 'node:path';
 import { describe, expect, it } from '@jest/globals';
 import type { V1Container } from '@kubernetes/client-node';
 import type { PeerNetwork, PeerTunnel, TunnelExpose, TunnelForward } from '../../crds/schema.js';
 import { SkipReason } from '../../operator/reasons.js';
-import { canonicalJson, type RenderResult, renderSidecar } from '../../operator/render.js';
+import {
+  canonicalJson,
+  memoryLimitMiB,
+  type RenderResult,
+  renderSidecar,
+  SWARM_KEY_FILE,
+  SWARM_KEY_VOLUME,
+} from '../../operator/render.js';
 import { injectSettings } from '../../operator/settings.js';
 import { CONFIG_ENV, DEFAULT_SWARM_KEY_ENV, parseConfig } from '../../sidecar/config.js';
 
@@ -54,28 +62,56 @@ describe('renderSidecar', () => {
     expect(JSON.parse(env)).toEqual(one.config);
     const cfg = parseConfig(JSON.parse(env));
     expect(cfg.role).toBe('sidecar');
-    expect(cfg.expose).toEqual([{ name: 'orders-db', port: 5432, host: '127.0.0.1' }]);
+    expect(cfg.expose).toEqual([{ name: 'orders-db', port: 5432, host: '127.0.0.1', idleTimeoutSeconds: 0 }]);
+    // The sidecar's memory limit (256Mi by default) sizes its stream limits.
+    expect(cfg.limits.memoryMiB).toBe(256);
     expect(cfg.forward).toEqual([{ name: 'cache', localPort: 6379, bind: '127.0.0.1' }]);
     expect(cfg.bootstrap).toEqual([BOOT]);
     expect(cfg.admin.listen).toBe('0.0.0.0:9090');
-    expect(cfg.swarmKey).toEqual({ env: DEFAULT_SWARM_KEY_ENV });
+    expect(cfg.swarmKey).toEqual({ file: SWARM_KEY_FILE });
   });
 
-  it('gets the swarm key from the network Secret into the env var the config names', () => {
-    expect(envOf(one.container, DEFAULT_SWARM_KEY_ENV)).toEqual({
-      name: DEFAULT_SWARM_KEY_ENV,
-      valueFrom: { secretKeyRef: { name: 'mesh-key', key: 'swarm.key', optional: false } },
+  it('mounts the swarm key read-only from the network Secret; no env var carries it', () => {
+    expect(one.volume).toEqual({
+      name: SWARM_KEY_VOLUME,
+      secret: {
+        secretName: 'mesh-key',
+        items: [{ key: 'swarm.key', path: 'swarm.key' }],
+        defaultMode: 0o444,
+        optional: false,
+      },
     });
+    expect(one.container.volumeMounts).toEqual([
+      { name: SWARM_KEY_VOLUME, mountPath: dirname(SWARM_KEY_FILE), readOnly: true },
+    ]);
+    // Neither a Secret reference nor the key's variable name anywhere in the environment.
+    expect((one.container.env ?? []).filter((e) => e.valueFrom !== undefined)).toEqual([]);
+    expect(envOf(one.container, DEFAULT_SWARM_KEY_ENV)).toBeUndefined();
+    expect(one.container.envFrom).toBeUndefined();
     const defaulted = rendered(
       renderSidecar({
         tunnels: [tunnel('db', [{ name: 'orders-db', port: 5432 }])],
-        network: network({ swarmKeySecretRef: { name: 'k' } }),
+        network: network({ swarmKeySecretRef: { name: 'k', key: 'mine' } }),
         settings,
       }),
     );
-    expect(envOf(defaulted.container, DEFAULT_SWARM_KEY_ENV)?.valueFrom?.secretKeyRef).toMatchObject({
-      key: 'swarm.key',
+    expect(defaulted.volume.secret).toMatchObject({
+      secretName: 'k',
+      items: [{ key: 'mine', path: 'swarm.key' }],
     });
+  });
+
+  it('drains for two thirds of the pod grace period (20 s of the default 30)', () => {
+    const drain = (grace?: number) =>
+      rendered(
+        renderSidecar({
+          tunnels: [tunnel('db', [{ name: 'orders-db', port: 5432 }])],
+          network: network(),
+          settings,
+          terminationGracePeriodSeconds: grace,
+        }),
+      ).config.shutdown?.drainSeconds;
+    expect([drain(), drain(30), drain(3), drain(0), drain(600)]).toEqual([20, 20, 2, 0, 400]);
   });
 
   it('runs `peertunnel node` through the image entrypoint, with probes on the admin port', () => {
@@ -245,5 +281,17 @@ describe('renderSidecar', () => {
       renderSidecar({ tunnels: [tunnel('big', expose, forward)], network: network(), settings }),
     );
     expect(parseConfig(r.config).forward).toHaveLength(64);
+  });
+});
+
+describe('memoryLimitMiB', () => {
+  it('reads Kubernetes memory quantities in whole MiB, and nothing it cannot run in', () => {
+    expect(memoryLimitMiB('256Mi')).toBe(256);
+    expect(memoryLimitMiB('1Gi')).toBe(1024);
+    expect(memoryLimitMiB('500M')).toBe(476);
+    expect(memoryLimitMiB('268435456')).toBe(256);
+    expect(memoryLimitMiB('32Mi')).toBeUndefined();
+    expect(memoryLimitMiB(undefined)).toBeUndefined();
+    expect(memoryLimitMiB('lots')).toBeUndefined();
   });
 });

@@ -1,7 +1,6 @@
 /**
  * reusePortTcp() in real libp2p nodes on 127.0.0.1: the remote side sees the dialer's listening
- * port, and without a way to share the port dials still work (from ephemeral ports).
- * The addon cases need it built (`npm run build`, or `sh sidecar/nat/reuseport/build.sh`).
+ * port, and with dials from the listening port off they still work (from ephemeral ports).
  */
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
@@ -45,53 +44,31 @@ async function remoteAddrSeenBy(at: Libp2p, peer: Libp2p): Promise<Multiaddr> {
 }
 
 describe('reusePortTcp', () => {
-  it.each(['bound-socket', 'addon'] as const)(
-    '%s: the remote side sees the dialer listening port',
-    async (method) => {
-      expect(detectReusePort({ reusePortDial: method }).method).toBe(method);
-      const warnings: Error[] = [];
-      const a = await node({ reusePortDial: method, onUnavailable: (e) => warnings.push(e) });
-      const b = await node({ reusePortDial: method });
-      const aPort = tcpPort(a.getMultiaddrs()[0]);
-
-      const conn = await a.dial(b.getMultiaddrs(), { signal: AbortSignal.timeout(10_000) });
-      expect(conn.status).toBe('open');
-      expect(tcpPort(await remoteAddrSeenBy(b, a))).toBe(aPort);
-      expect(warnings).toEqual([]);
-
-      // The reverse dial would reuse the same two ports, a 4-tuple already taken (EADDRNOTAVAIL):
-      // the transport falls back to an ephemeral port, and the dial works.
-      const back = await b.dial(a.getMultiaddrs(), { signal: AbortSignal.timeout(10_000), force: true });
-      expect(back.status).toBe('open');
-      expect(tcpPort(back.remoteAddr)).toBe(aPort);
-      const bPort = tcpPort(b.getMultiaddrs()[0]);
-      const seenByA = async () => a.getConnections(b.peerId).map((c) => tcpPort(c.remoteAddr));
-      for (const deadline = Date.now() + 5000; (await seenByA()).length < 2 && Date.now() < deadline; ) {
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-      const ports = await seenByA();
-      expect(ports).toContain(bPort); // a's own dial, seen from b's listening port
-      expect(ports.filter((p) => p !== bPort)).toHaveLength(1); // b's fallback dial, from an ephemeral port
-    },
-  );
-
-  it('without the addon (and no BoundSocket) dials still work, with one warning', async () => {
+  it.each(['bound-socket'] as const)('%s: the remote side sees the dialer listening port', async (method) => {
+    expect(detectReusePort({ reusePortDial: method }).method).toBe(method);
     const warnings: Error[] = [];
-    const unavailable = { reusePortDial: 'addon', addonPath: '/nonexistent/reuseport.node' } as const;
-    expect(detectReusePort(unavailable)).toMatchObject({
-      method: 'off',
-      unavailable: { name: 'ReusePortUnavailableError' },
-    });
-    const a = await node({ ...unavailable, onUnavailable: (e) => warnings.push(e) });
-    const b = await node();
+    const a = await node({ reusePortDial: method, onUnavailable: (e) => warnings.push(e) });
+    const b = await node({ reusePortDial: method });
     const aPort = tcpPort(a.getMultiaddrs()[0]);
 
     const conn = await a.dial(b.getMultiaddrs(), { signal: AbortSignal.timeout(10_000) });
     expect(conn.status).toBe('open');
-    expect(tcpPort(await remoteAddrSeenBy(b, a))).not.toBe(aPort);
-    await a.hangUp(b.peerId);
-    await a.dial(b.getMultiaddrs(), { signal: AbortSignal.timeout(10_000) });
-    expect(warnings.map((w) => w.name)).toEqual(['ReusePortUnavailableError']);
+    expect(tcpPort(await remoteAddrSeenBy(b, a))).toBe(aPort);
+    expect(warnings).toEqual([]);
+
+    // The reverse dial would reuse the same two ports, a 4-tuple already taken (EADDRNOTAVAIL):
+    // the transport falls back to an ephemeral port, and the dial works.
+    const back = await b.dial(a.getMultiaddrs(), { signal: AbortSignal.timeout(10_000), force: true });
+    expect(back.status).toBe('open');
+    expect(tcpPort(back.remoteAddr)).toBe(aPort);
+    const bPort = tcpPort(b.getMultiaddrs()[0]);
+    const seenByA = async () => a.getConnections(b.peerId).map((c) => tcpPort(c.remoteAddr));
+    for (const deadline = Date.now() + 5000; (await seenByA()).length < 2 && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const ports = await seenByA();
+    expect(ports).toContain(bPort); // a's own dial, seen from b's listening port
+    expect(ports.filter((p) => p !== bPort)).toHaveLength(1); // b's fallback dial, from an ephemeral port
   });
 
   it('off: dials from ephemeral ports, like @libp2p/tcp', async () => {

@@ -30,4 +30,13 @@ describe('swarm key', () => {
   it('names the empty env var', async () => {
     await expect(readSwarmKey({ env: 'NOPE' }, {})).rejects.toMatchObject({ name: 'SwarmKeyError' });
   });
+
+  it('deletes the env var from process.env once read (standalone use)', async () => {
+    const key = generateSwarmKey();
+    process.env.PT_TEST_SWARM_KEY = key;
+    const bytes = await readSwarmKey({ env: 'PT_TEST_SWARM_KEY' }, process.env);
+    expect(new TextDecoder().decode(bytes)).toBe(key.trim());
+    expect(process.env.PT_TEST_SWARM_KEY).toBeUndefined();
+    expect(Object.values(process.env).some((v) => v?.includes(key.trim().split('\n')[2] ?? '-'))).toBe(false);
+  });
 });

@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import type { V1Container } from '@kubernetes/client-node';
+import { BUNDLE_PATH, NODE_FLAGS } from '../../../sidecar/node-flags.js';
 
 /** Where a container's argv comes from, as in a Dockerfile. */
 export interface ImageSpec {
@@ -35,18 +36,15 @@ export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 
 /**
  * The images the e2e needs, by repository. The peertunnel image's entrypoint is our CLI (see the
- * Dockerfile: `node --max-semi-space-size=4 dist/bin/peertunnel.js`, USER 65532, HOME=/tmp): here the
- * built CLI of this work tree under this process's Node. `redis` is Debian's redis-server.
+ * Dockerfile: the bundle dist/bundle/peertunnel.mjs run with the flags of sidecar/node-flags.ts,
+ * USER 65532, HOME=/tmp): here the bundle built in this work tree under this process's Node.
+ * `redis` is Debian's redis-server.
  */
 export function defaultImages(repoRoot: string): Record<string, ImageSpec> {
   const debian: ImageSpec = { cmd: ['bash'] };
   return {
     'ghcr.io/peertunnel/peertunnel': {
-      entrypoint: [
-        process.execPath,
-        '--max-semi-space-size=4',
-        join(repoRoot, 'dist', 'bin', 'peertunnel.js'),
-      ],
+      entrypoint: [process.execPath, ...NODE_FLAGS, join(repoRoot, BUNDLE_PATH)],
       cmd: ['--help'],
       workingDir: repoRoot,
       env: { NODE_ENV: 'production', HOME: '/tmp' },

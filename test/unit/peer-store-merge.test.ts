@@ -9,7 +9,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
 import { SERVICE_PROTOCOL_PREFIX, serviceProtocol } from '../../sidecar/discovery.js';
-import { cacheProtocolMerges } from '../../sidecar/protocol-merge-cache.js';
+import { cacheProtocolMerges } from '../../sidecar/patches/peer-store-merge.js';
 
 const newPeer = async (): Promise<PeerId> => peerIdFromPrivateKey(await generateKeyPair('Ed25519'));
 

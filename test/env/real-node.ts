@@ -1,0 +1,623 @@
+/**
+ * A real Kubernetes node for a test control plane: containerd (Debian's, with runc and the CNI
+ * bridge/host-local plugins) and the real kubelet, both inside a NAT-lab host's network namespace,
+ * so pods get addresses on a bridge there and their egress leaves through that site's NAT router.
+ * Images are imported from local archives (images.ts); nothing is pulled.
+ *
+ * How the parts reach each other across the namespace boundary (the lab never links a namespace to
+ * the host's network):
+ * - kubelet → API server: socat in the namespace listens on the API server's own 127.0.0.1 port and
+ *   0.0.0.0 (for pods: a DNAT of the `kubernetes` Service IP), and leads through a unix socket to a
+ *   pipe in this process, which connects to the API server on the host.
+ * - API server → kubelet (logs, exec, port-forward): the control plane's egress proxy
+ *   (egress-proxy.ts) sends `<host ip>:10250` to a unix socket that socat in the namespace serves.
+ *
+ * What the kubelet changes outside its own directories is put back by stop(): host sysctls
+ * (`vm.overcommit_memory`, `kernel.panic`, `kernel.panic_on_oops`, ...), its cgroups, the mounts of
+ * pods and images, CNI's result cache, `/var/log/containers` links, `/var/lib/kubelet` (device
+ * plugin socket) when it did not exist before. Processes: every pod process (by cgroup), the
+ * containerd shims (by the socket they serve), containerd, the kubelet, the bridges.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { LabHost } from '../lab/index.js';
+import { run } from '../lab/index.js';
+import type { ControlPlane } from './control-plane.js';
+import type { BuiltImage } from './images.js';
+import type { NodeToolPaths } from './tools.js';
+
+export interface RealNodeOptions {
+  /** The Node's name (`a-0`); also names its cgroup root and CNI network. */
+  name: string;
+  /** Started with `egressProxy: true` (and a `scheduler`, unless pods name their node). */
+  cp: ControlPlane;
+  /** The lab host whose network namespace the node lives in; its address is the node's InternalIP. */
+  host: LabHost;
+  /** This node's pod addresses, e.g. `10.244.1.0/24`; distinct per node. */
+  podCidr: string;
+  tools: NodeToolPaths;
+  /** Imported into containerd before the kubelet starts; the sandbox (`pause`) image among them. */
+  images: readonly BuiltImage[];
+  /** Give up on the Node becoming Ready after this long. Default 120 s. */
+  readyTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface RealNode {
+  readonly name: string;
+  readonly host: LabHost;
+  /** Logs (`containerd.log`, `kubelet.log`), configs, state. */
+  readonly dir: string;
+  /** The last lines of containerd's and the kubelet's logs, for failure messages. */
+  logTail(lines?: number): string;
+  /** Stops everything and removes everything it created. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** The sandbox image containerd runs each pod's namespaces with (images.ts builds it). */
+export const SANDBOX_IMAGE = 'registry.k8s.io/pause:3.10.2';
+const KUBELET_PORT = 10250;
+/** The API server's `kubernetes` Service IP (first of control-plane.ts's 10.0.0.0/24). */
+const KUBERNETES_SERVICE_IP = '10.0.0.1';
+const CGROUP_ROOT = '/sys/fs/cgroup';
+const STOP_GRACE_MS = 5_000;
+
+/**
+ * Host sysctls the kubelet sets (container_manager_linux.go's setupKernelTunables) unless
+ * protectKernelDefaults makes it refuse to start instead. Saved before the first node of this
+ * process starts and written back when the last one stops.
+ */
+const KUBELET_SYSCTLS = [
+  'vm/overcommit_memory',
+  'vm/panic_on_oom',
+  'kernel/panic',
+  'kernel/panic_on_oops',
+  'kernel/keys/root_maxkeys',
+  'kernel/keys/root_maxbytes',
+] as const;
+/** Host paths the kubelet creates whatever its flags say. */
+const KUBELET_HOST_PATHS = [
+  '/var/lib/kubelet',
+  '/var/log/containers',
+  '/var/log/pods',
+  '/var/lib/cni',
+] as const;
+
+interface HostState {
+  sysctls: Map<string, string>;
+  absentPaths: string[];
+  nodes: number;
+}
+let hostState: HostState | undefined;
+
+function readSysctl(name: string): string | undefined {
+  try {
+    return readFileSync(join('/proc/sys', name), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function saveHostState(): void {
+  if (hostState === undefined) {
+    const sysctls = new Map<string, string>();
+    for (const s of KUBELET_SYSCTLS) {
+      const v = readSysctl(s);
+      if (v !== undefined) sysctls.set(s, v);
+    }
+    hostState = { sysctls, absentPaths: KUBELET_HOST_PATHS.filter((p) => !existsSync(p)), nodes: 0 };
+  }
+  hostState.nodes++;
+}
+
+/** Writes back what the kubelet changed; returns what had to be restored (for the caller's log). */
+async function restoreHostState(): Promise<string[]> {
+  if (hostState === undefined) return [];
+  if (--hostState.nodes > 0) return [];
+  const restored: string[] = [];
+  for (const [name, value] of hostState.sysctls) {
+    const now = readSysctl(name);
+    if (now !== value) {
+      await writeFile(join('/proc/sys', name), value);
+      restored.push(`${name.replaceAll('/', '.')}: ${now} -> ${value}`);
+    }
+  }
+  for (const p of hostState.absentPaths) {
+    if (existsSync(p)) {
+      await rm(p, { recursive: true, force: true });
+      restored.push(`removed ${p}`);
+    }
+  }
+  hostState = undefined;
+  return restored;
+}
+
+interface Daemon {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly logPath: string;
+  readonly exited: Promise<string>;
+}
+
+function netnsPath(host: LabHost): string {
+  return `/run/netns/${host.ns}`;
+}
+
+/**
+ * A process inside the host's network namespace only: `nsenter --net`, not `ip netns exec`, which
+ * also remounts /sys and would hide the cgroup mounts runc needs.
+ */
+function startInNamespace(host: LabHost, name: string, argv: readonly string[], logPath: string): Daemon {
+  const fd = openSync(logPath, 'a');
+  try {
+    const child = spawn(
+      'nsenter',
+      [`--net=${netnsPath(host)}`, '--', 'setpriv', '--pdeathsig', 'KILL', '--', ...argv],
+      { stdio: ['ignore', fd, fd], detached: true },
+    );
+    child.unref();
+    const exited = new Promise<string>((resolve) => {
+      child.once('exit', (code, signal) => resolve(signal ?? `exit code ${String(code)}`));
+      child.once('error', (err) => resolve(`spawn error: ${err.message}`));
+    });
+    return { name, child, logPath, exited };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function stopDaemon(d: Daemon): Promise<void> {
+  if (d.child.exitCode !== null || d.child.signalCode !== null) return;
+  d.child.kill('SIGTERM');
+  const grace = new AbortController();
+  const timeout = sleep(STOP_GRACE_MS, 'timeout', { signal: grace.signal }).catch(() => 'cancelled');
+  const first = await Promise.race([d.exited, timeout]);
+  grace.abort();
+  if (first === 'timeout') {
+    d.child.kill('SIGKILL');
+    await d.exited;
+  }
+}
+
+function tail(path: string, lines: number): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** A unix socket here whose connections go to `port` on the host's 127.0.0.1. */
+async function hostPipe(path: string, port: number): Promise<{ close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer({ allowHalfOpen: true }, (client) => {
+    const upstream = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    sockets.add(client).add(upstream);
+    client.once('close', () => sockets.delete(client));
+    upstream.once('close', () => sockets.delete(upstream));
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  return {
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function waitFor(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean> | boolean,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await sleep(100);
+  }
+  throw new Error(`${what}: not after ${timeoutMs} ms`);
+}
+
+/** Cgroup v1 hierarchies (and the v2 one of a hybrid host, which runc also writes to). */
+function cgroupHierarchies(): string[] {
+  return readdirSync(CGROUP_ROOT, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => join(CGROUP_ROOT, e.name));
+}
+
+/** Every pid in a cgroup tree. */
+function cgroupPids(dir: string): number[] {
+  const out: number[] = [];
+  const walk = (d: string): void => {
+    try {
+      for (const l of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n')) if (l) out.push(Number(l));
+      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
+    } catch {
+      // Gone meanwhile.
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** Removes a cgroup tree, children first (a cgroup with processes or children cannot go). */
+function removeCgroupTree(dir: string): boolean {
+  if (!existsSync(dir)) return true;
+  try {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
+    }
+    rmdirSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Pids whose command line mentions `needle` (containerd shims name their containerd's socket). */
+function pidsMentioning(needle: string): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(needle)) out.push(Number(e));
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return out;
+}
+
+function killAll(pids: readonly number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone.
+    }
+  }
+}
+
+/** Mount points at or below `dir`, deepest first. */
+function mountsUnder(dir: string): string[] {
+  const text = readFileSync('/proc/self/mountinfo', 'utf8');
+  const points = text
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((p): p is string => p !== undefined && (p === dir || p.startsWith(`${dir}/`)))
+    // mountinfo escapes spaces and such as octal; none of our paths has them.
+    .map((p) => p.replace(/\\040/g, ' '));
+  return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
+
+function unmountAll(dir: string): string[] {
+  const left: string[] = [];
+  for (let round = 0; round < 3; round++) {
+    const points = mountsUnder(dir);
+    if (points.length === 0) return [];
+    for (const p of points) spawnSync('umount', ['-l', p], { stdio: 'ignore' });
+  }
+  left.push(...mountsUnder(dir));
+  return left;
+}
+
+function containerdConfig(dir: string, netName: string): string {
+  return `version = 2
+root = "${dir}/containerd/root"
+state = "${dir}/containerd/state"
+oom_score = 0
+[grpc]
+  address = "${dir}/containerd.sock"
+[ttrpc]
+  address = "${dir}/containerd.sock.ttrpc"
+[debug]
+  address = "${dir}/containerd-debug.sock"
+[metrics]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "${SANDBOX_IMAGE}"
+  enable_cdi = false
+  # Lowering a process's oom_score_adj needs a privilege test machines may lack; a pod sandbox
+  # then fails with "can't get final child's PID from pipe".
+  restrict_oom_score_adj = true
+  # Pod network namespaces under our state dir, not /run/netns where the lab lists its own.
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        BinaryName = "/usr/sbin/runc"
+        Root = "${dir}/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "${dir}/cni-conf"
+    # ${netName}
+[plugins."io.containerd.internal.v1.opt"]
+  path = "${dir}/containerd/opt"
+`;
+}
+
+function cniConfig(dir: string, netName: string, podCidr: string): string {
+  return JSON.stringify({
+    cniVersion: '1.0.0',
+    name: netName,
+    plugins: [
+      {
+        type: 'bridge',
+        bridge: 'cni0',
+        isGateway: true,
+        // Pod egress leaves with the node's address, then through the site's NAT router.
+        ipMasq: true,
+        hairpinMode: true,
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: podCidr }]],
+          dataDir: join(dir, 'cni-ipam'),
+          routes: [{ dst: '0.0.0.0/0' }],
+        },
+      },
+      { type: 'portmap', capabilities: { portMappings: true } },
+    ],
+  });
+}
+
+function kubeletConfig(dir: string, o: { address: string; cgroupRoot: string; podCidr: string }): string {
+  return JSON.stringify({
+    apiVersion: 'kubelet.config.k8s.io/v1beta1',
+    kind: 'KubeletConfiguration',
+    // Test machines may be cgroup v1 (hybrid, no systemd as PID 1); 1.35+ refuses v1 by default.
+    failCgroupV1: false,
+    cgroupDriver: 'cgroupfs',
+    cgroupRoot: o.cgroupRoot,
+    containerRuntimeEndpoint: `unix://${dir}/containerd.sock`,
+    imageServiceEndpoint: `unix://${dir}/containerd.sock`,
+    address: o.address,
+    port: KUBELET_PORT,
+    readOnlyPort: 0,
+    healthzPort: 0,
+    // Reached only through the control plane's egress proxy (the API server presents no client
+    // certificate): nothing else on the machine can route to this namespace.
+    authentication: { anonymous: { enabled: true }, webhook: { enabled: false } },
+    authorization: { mode: 'AlwaysAllow' },
+    podLogsDir: join(dir, 'pod-logs'),
+    podCIDR: o.podCidr,
+    resolvConf: '',
+    failSwapOn: false,
+    // Images cannot be pulled again: never collect them.
+    imageGCHighThresholdPercent: 100,
+    imageGCLowThresholdPercent: 99,
+    evictionHard: {
+      'memory.available': '50Mi',
+      'nodefs.available': '1%',
+      'imagefs.available': '1%',
+      'nodefs.inodesFree': '1%',
+    },
+    maxPods: 30,
+    serializeImagePulls: false,
+    registerNode: true,
+    volumePluginDir: join(dir, 'volume-plugins'),
+    // Status more often than the 10 s default: tests wait on Ready.
+    nodeStatusUpdateFrequency: '2s',
+    syncFrequency: '5s',
+    // Tests delete pods; a 30 s default grace would hold them.
+    shutdownGracePeriod: '0s',
+  });
+}
+
+/** Starts containerd and the kubelet in `o.host`'s namespace and waits for the Node to be Ready. */
+export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
+  const log = o.log ?? ((line: string) => process.stderr.write(`[node ${o.name}] ${line}\n`));
+  if (o.cp.egress === undefined) throw new Error('startRealNode: the control plane needs egressProxy: true');
+  const id = randomBytes(3).toString('hex');
+  const dir = await mkdtemp(join(tmpdir(), `ptnode-${o.name}-`));
+  const netName = `ptnode-${o.name}-${id}`;
+  const cgroupName = `ptnode-${o.name}-${id}`;
+  const apiPort = Number(new URL(o.cp.url).port);
+  const kubeletTarget = `${o.host.ip}:${KUBELET_PORT}`;
+  const daemons: Daemon[] = [];
+  const pipes: { close(): Promise<void> }[] = [];
+  const cgroups: string[] = [];
+  saveHostState();
+
+  let stopping: Promise<void> | undefined;
+  const cleanup = async (): Promise<void> => {
+    const problems: string[] = [];
+    o.cp.egress?.unroute(kubeletTarget);
+    const kubelet = daemons.find((d) => d.name === 'kubelet');
+    if (kubelet) await stopDaemon(kubelet);
+    // Pod processes, by cgroup: the kubelet no longer restarts them; then the shims that held them.
+    for (let i = 0; i < 20; i++) {
+      const pids = cgroups.flatMap(cgroupPids);
+      if (pids.length === 0) break;
+      killAll(pids);
+      await sleep(100);
+    }
+    const containerdSock = join(dir, 'containerd.sock');
+    killAll(pidsMentioning(containerdSock));
+    for (const d of [...daemons].reverse()) await stopDaemon(d);
+    killAll(pidsMentioning(containerdSock));
+    for (const p of pipes) await p.close();
+    const mounts = unmountAll(dir);
+    if (mounts.length > 0) problems.push(`mounts left: ${mounts.join(', ')}`);
+    for (const c of cgroups) {
+      let gone = removeCgroupTree(c);
+      for (let i = 0; i < 20 && !gone; i++) {
+        await sleep(100);
+        gone = removeCgroupTree(c);
+      }
+      if (!gone) problems.push(`cgroup left: ${c}`);
+    }
+    // CNI's result cache is host-wide (/var/lib/cni/results/<network>-<container>-<if>).
+    for (const f of existsSync('/var/lib/cni/results') ? readdirSync('/var/lib/cni/results') : []) {
+      if (f.startsWith(`${netName}-`)) await rm(join('/var/lib/cni/results', f), { force: true });
+    }
+    // The kubelet links each container's log from /var/log/containers, whatever podLogsDir says.
+    for (const f of existsSync('/var/log/containers') ? readdirSync('/var/log/containers') : []) {
+      const p = join('/var/log/containers', f);
+      try {
+        if (readlinkSync(p).startsWith(`${dir}/`)) await rm(p, { force: true });
+      } catch {
+        // Not a link.
+      }
+    }
+    await o.cp
+      .kubectl(['delete', 'node', o.name, '--ignore-not-found', '--wait=false'])
+      .catch(() => undefined);
+    const restored = await restoreHostState();
+    if (restored.length > 0) log(`restored host state: ${restored.join('; ')}`);
+    if (mounts.length === 0) await rm(dir, { recursive: true, force: true });
+    if (problems.length > 0)
+      throw new Error(`real node ${o.name} left things behind: ${problems.join('; ')}`);
+  };
+  const node: RealNode = {
+    name: o.name,
+    host: o.host,
+    dir,
+    logTail: (lines = 30) =>
+      daemons.map((d) => `--- ${d.name} (${d.logPath}) ---\n${tail(d.logPath, lines)}`).join('\n'),
+    stop() {
+      stopping ??= cleanup();
+      return stopping;
+    },
+  };
+
+  try {
+    // cgroups: the kubelet puts kubepods under cgroupRoot in every hierarchy, and needs it to exist.
+    for (const h of cgroupHierarchies()) {
+      const c = join(h, cgroupName);
+      await mkdir(c);
+      cgroups.push(c);
+      if (h.endsWith('/cpuset')) {
+        for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+          await writeFile(join(c, f), await readFile(join(h, f), 'utf8'));
+        }
+      }
+    }
+    for (const d of ['cni-conf', 'cni-ipam', 'pod-logs', 'volume-plugins', 'kubelet', 'runc']) {
+      await mkdir(join(dir, d), { recursive: true });
+    }
+    await writeFile(join(dir, 'containerd.toml'), containerdConfig(dir, netName));
+    await writeFile(join(dir, 'cni-conf', '10-bridge.conflist'), cniConfig(dir, netName, o.podCidr));
+
+    // API server ← namespace: its own port on 127.0.0.1 (the kubeconfig's URL works unchanged) and
+    // on the node's address (where pods' Service IP is sent).
+    const apiSock = join(dir, 'api.sock');
+    pipes.push(await hostPipe(apiSock, apiPort));
+    daemons.push(
+      startInNamespace(
+        o.host,
+        'socat-api',
+        ['socat', `TCP-LISTEN:${apiPort},fork,reuseaddr`, `UNIX-CONNECT:${apiSock}`],
+        join(dir, 'socat-api.log'),
+      ),
+    );
+    const dnat = await o.host.exec('iptables', [
+      '-t',
+      'nat',
+      '-A',
+      'PREROUTING',
+      '-d',
+      `${KUBERNETES_SERVICE_IP}/32`,
+      '-p',
+      'tcp',
+      '--dport',
+      '443',
+      '-j',
+      'DNAT',
+      '--to-destination',
+      `${o.host.ip}:${apiPort}`,
+    ]);
+    if (dnat.code !== 0) throw new Error(`iptables DNAT for the kubernetes Service: ${dnat.stderr}`);
+
+    const containerd = startInNamespace(
+      o.host,
+      'containerd',
+      ['containerd', '--config', join(dir, 'containerd.toml'), '--log-level', 'warn'],
+      join(dir, 'containerd.log'),
+    );
+    daemons.push(containerd);
+    await waitFor('containerd socket', 30_000, () => existsSync(join(dir, 'containerd.sock')));
+    for (const img of o.images) {
+      const s = Date.now();
+      const r = await run(
+        'ctr',
+        ['--address', join(dir, 'containerd.sock'), '-n', 'k8s.io', 'images', 'import', img.archive],
+        { timeoutMs: 300_000 },
+      );
+      if (r.code !== 0) throw new Error(`ctr images import ${img.archive}: ${r.stderr || r.stdout}`);
+      log(`imported ${img.ref} in ${Date.now() - s} ms`);
+    }
+
+    // API server → kubelet, through the egress proxy.
+    const kubeletSock = join(dir, 'kubelet.sock');
+    daemons.push(
+      startInNamespace(
+        o.host,
+        'socat-kubelet',
+        ['socat', `UNIX-LISTEN:${kubeletSock},fork,unlink-early,mode=600`, `TCP:${kubeletTarget}`],
+        join(dir, 'socat-kubelet.log'),
+      ),
+    );
+    await waitFor('kubelet socket', 10_000, () => existsSync(kubeletSock));
+    o.cp.egress.route(kubeletTarget, kubeletSock);
+
+    await writeFile(
+      join(dir, 'kubelet.json'),
+      kubeletConfig(dir, { address: o.host.ip, cgroupRoot: `/${cgroupName}`, podCidr: o.podCidr }),
+    );
+    daemons.push(
+      startInNamespace(
+        o.host,
+        'kubelet',
+        [
+          o.tools.kubelet,
+          `--config=${join(dir, 'kubelet.json')}`,
+          `--kubeconfig=${o.cp.kubeconfigPath}`,
+          `--root-dir=${join(dir, 'kubelet')}`,
+          `--cert-dir=${join(dir, 'kubelet', 'pki')}`,
+          `--hostname-override=${o.name}`,
+          `--node-ip=${o.host.ip}`,
+          '--v=1',
+        ],
+        join(dir, 'kubelet.log'),
+      ),
+    );
+    const started = Date.now();
+    await waitFor(`node ${o.name} Ready`, o.readyTimeoutMs ?? 120_000, async () => {
+      for (const d of daemons) {
+        if (d.child.exitCode !== null || d.child.signalCode !== null) {
+          throw new Error(`${d.name} exited:\n${tail(d.logPath, 40)}`);
+        }
+      }
+      const r = await o.cp.request(`/api/v1/nodes/${o.name}`);
+      if (r.status !== 200) return false;
+      const n = JSON.parse(r.body) as { status?: { conditions?: { type: string; status: string }[] } };
+      return n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+    });
+    log(`Ready ${Date.now() - started} ms after the kubelet started`);
+    return node;
+  } catch (err) {
+    const logs = node.logTail(40);
+    await node.stop().catch((e: unknown) => log(String(e)));
+    if (err instanceof Error) err.message += `\n${logs}`;
+    throw err;
+  }
+}
