@@ -1,9 +1,23 @@
 /**
- * Admin HTTP: /metrics (Prometheus), /livez, /readyz, /status (JSON). Plain node:http: four
- * routes do not justify a framework in the sidecar.
+ * The node's admin HTTP: /metrics, /livez, /readyz for Prometheus and the kubelet's probes on
+ * whatever address it listens on; /status (peer IDs, other sites' addresses, relays, observed NAT
+ * mappings) only to a loopback caller or one that shows the status token. The node keeps only the
+ * token's SHA-256 (the operator renders it into the config) and compares hashes in constant time.
  */
-import { createServer, type Server } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import type { Registry } from 'prom-client';
+import {
+  type HttpLimits,
+  type HttpRefusal,
+  liveRoute,
+  metricsRoute,
+  type Reply,
+  readyRoute,
+  SmallHttpServer,
+  text,
+} from './http-server.js';
 import type { Logger } from './logger.js';
 
 export interface AdminSource {
@@ -13,70 +27,95 @@ export interface AdminSource {
   status(): unknown;
 }
 
+export interface AdminInit {
+  /** HOST:PORT */
+  listen: string;
+  /** Hex SHA-256 of the bearer token that may read /status from off the host. */
+  statusTokenSha256?: string;
+  limits?: Partial<HttpLimits>;
+  onRefused?: (reason: HttpRefusal) => void;
+  /** Whether a caller's address counts as this host's own. @default isLoopback */
+  isLocalCaller?: (remoteAddress: string | undefined) => boolean;
+}
+
+/** 127.0.0.0/8, ::1 and their IPv4-mapped form. */
+export function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const a = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+  return a === '::1' || (isIP(a) === 4 && a.startsWith('127.'));
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+/** Whether `authorization` carries a bearer token whose SHA-256 is `expected` (32 bytes). */
+export function bearerMatches(authorization: string | undefined, expected: Buffer): boolean {
+  const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(authorization ?? '');
+  // Hash even when absent, so a missing header takes as long as a wrong one.
+  const got = sha256(m?.[1] ?? '');
+  return timingSafeEqual(got, expected) && m !== null;
+}
+
 export class AdminServer {
-  private server?: Server;
-  private boundPort?: number;
+  private readonly server: SmallHttpServer;
+  private readonly tokenHash?: Buffer;
 
   constructor(
     private readonly source: AdminSource,
-    private readonly listen: string,
+    private readonly init: AdminInit,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    const i = init.listen.lastIndexOf(':');
+    this.tokenHash =
+      init.statusTokenSha256 === undefined ? undefined : Buffer.from(init.statusTokenSha256, 'hex');
+    this.server = new SmallHttpServer({
+      name: 'admin',
+      host: init.listen.slice(0, i).replace(/^\[|\]$/g, ''),
+      port: Number(init.listen.slice(i + 1)),
+      routes: {
+        '/metrics': metricsRoute(source.registry),
+        '/livez': liveRoute,
+        '/readyz': readyRoute(() => source.notReadyReasons()),
+        '/status': (req) => this.status(req),
+      },
+      limits: init.limits,
+      logger,
+      onRefused: init.onRefused,
+    });
+  }
 
   get port(): number | undefined {
-    return this.boundPort;
+    return this.server.port;
   }
 
-  async start(): Promise<void> {
-    const i = this.listen.lastIndexOf(':');
-    const host = this.listen.slice(0, i).replace(/^\[|\]$/g, '');
-    const port = Number(this.listen.slice(i + 1));
-    const server = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      const send = (code: number, type: string, body: string) => {
-        res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
-        res.end(body);
-      };
-      if (req.method !== 'GET' && req.method !== 'HEAD')
-        return send(405, 'text/plain', 'method not allowed\n');
-      switch (path) {
-        case '/metrics':
-          this.source.registry
-            .metrics()
-            .then((text) => send(200, this.source.registry.contentType, text))
-            .catch((err: unknown) => send(500, 'text/plain', `${String(err)}\n`));
-          return;
-        case '/livez':
-          return send(200, 'text/plain', 'ok\n');
-        case '/readyz': {
-          const reasons = this.source.notReadyReasons();
-          return reasons.length === 0
-            ? send(200, 'text/plain', 'ready\n')
-            : send(503, 'text/plain', `not ready: ${reasons.join('; ')}\n`);
-        }
-        case '/status':
-          return send(200, 'application/json', `${JSON.stringify(this.source.status(), null, 2)}\n`);
-        default:
-          return send(404, 'text/plain', 'not found: try /metrics /livez /readyz /status\n');
+  start(): Promise<void> {
+    return this.server.start();
+  }
+
+  stop(): Promise<void> {
+    return this.server.stop();
+  }
+
+  private status(req: IncomingMessage): Reply {
+    const remoteAddress = req.socket.remoteAddress;
+    if (!(this.init.isLocalCaller ?? isLoopback)(remoteAddress)) {
+      const auth = req.headers.authorization;
+      const ok = this.tokenHash !== undefined && bearerMatches(auth, this.tokenHash);
+      if (!ok) {
+        const reason: HttpRefusal = auth === undefined ? 'status_forbidden' : 'status_bad_token';
+        this.init.onRefused?.(reason);
+        this.logger.warn(
+          { event: 'admin_status_refused', reason, remoteAddress },
+          '/status refused: not loopback and no valid token',
+        );
+        return auth === undefined
+          ? text(403, '/status answers loopback callers or a bearer token\n')
+          : text(401, 'invalid token\n', { 'www-authenticate': 'Bearer' });
       }
-    });
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host, port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const addr = server.address();
-    this.boundPort = typeof addr === 'object' && addr !== null ? addr.port : port;
-    this.logger.info({ event: 'admin_listening', host, port: this.boundPort }, 'admin HTTP listening');
-  }
-
-  async stop(): Promise<void> {
-    const server = this.server;
-    if (server === undefined) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    return {
+      code: 200,
+      type: 'application/json',
+      body: `${JSON.stringify(this.source.status(), null, 2)}\n`,
+    };
   }
 }

@@ -300,6 +300,16 @@ export const nodeConfigSchema = z
       .strictObject({
         /** HOST:PORT of the admin HTTP server (/metrics /livez /readyz /status). */
         listen: hostPort.default(DEFAULT_ADMIN_LISTEN),
+        /**
+         * Hex SHA-256 of the bearer token that may read /status from another host (the operator's);
+         * without it only loopback callers may. The token itself never appears in the config.
+         */
+        statusTokenSha256: z
+          .string({ error: 'expected the SHA-256 of the status token: 64 hex characters' })
+          .regex(/^[0-9a-f]{64}$/, {
+            error: 'expected the SHA-256 of the status token: 64 lowercase hex characters',
+          })
+          .optional(),
       })
       .default({ listen: DEFAULT_ADMIN_LISTEN }),
     log: z

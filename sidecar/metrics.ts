@@ -52,6 +52,7 @@ export interface SidecarMetrics {
   portMappings: Gauge<'protocol' | 'state'>;
   portMappingOperations: Counter<'protocol' | 'operation' | 'result'>;
   buildInfo: Gauge<'version' | 'nodejs' | 'role'>;
+  adminRefused: Counter<'reason'>;
 }
 
 export interface ConnectionSnapshot {
@@ -236,6 +237,12 @@ export function createSidecarMetrics(
       name: 'peertunnel_build_info',
       help: 'Always 1; labels carry the version, the Node.js version and the role.',
       labelNames: ['version', 'nodejs', 'role'] as const,
+      registers,
+    }),
+    adminRefused: new Counter({
+      name: 'peertunnel_admin_refused_total',
+      help: 'Admin HTTP connections or requests refused, by reason (connection_limit; status_forbidden: /status off loopback without a token; status_bad_token).',
+      labelNames: ['reason'] as const,
       registers,
     }),
   };

@@ -125,7 +125,17 @@ export class PeerNode {
       (e) => new ExposeHandler({ ...components, limiter, directory: this.directory }, e),
     );
     this.bootstrap = new BootstrapKeeper(libp2p, config.bootstrap, logger);
-    if (options.admin !== false) this.admin = new AdminServer(this, config.admin.listen, logger);
+    if (options.admin !== false) {
+      this.admin = new AdminServer(
+        this,
+        {
+          listen: config.admin.listen,
+          statusTokenSha256: config.admin.statusTokenSha256,
+          onRefused: (reason) => this.metrics.adminRefused.inc({ reason }),
+        },
+        logger,
+      );
+    }
   }
 
   get registry(): Registry {
