@@ -21,6 +21,7 @@ export const OPERATOR_USAGE = `usage: peertunnel operator [flags]
   --webhook-listen HOST:PORT   the admission webhook, HTTPS (default 0.0.0.0:9443)
   --webhook-reuse-port         share the webhook port with other processes on this host (tests)
   --webhook-secret NAME        Secret holding the webhook CA and certificate (default peertunnel-webhook-tls)
+  --status-token-secret NAME   Secret holding the token sidecars want for /status (default peertunnel-status-token)
   --webhook-service NAME       Service in front of the webhook (default peertunnel-webhook)
   --webhook-url URL            call the webhook by URL instead of the Service (service-less, tests)
   --webhook-config NAME        MutatingWebhookConfiguration to manage (default peertunnel; "" leaves it alone)
@@ -70,6 +71,7 @@ export function parseOperatorArgs(
       'webhook-listen': { type: 'string' },
       'webhook-reuse-port': { type: 'boolean' },
       'webhook-secret': { type: 'string' },
+      'status-token-secret': { type: 'string' },
       'webhook-service': { type: 'string' },
       'webhook-url': { type: 'string' },
       'webhook-config': { type: 'string' },
@@ -164,6 +166,7 @@ export function parseOperatorArgs(
       retryPeriodMs: Math.round((leaseMs * 2) / 15),
     },
     statusIntervalMs: seconds('--status-interval', v['status-interval'], 30_000),
+    statusTokenSecret: v['status-token-secret'] ?? 'peertunnel-status-token',
     trustAdminAddressAnnotation: v['trust-admin-address-annotation'] === true,
   };
 }

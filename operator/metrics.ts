@@ -23,6 +23,8 @@ export interface OperatorMetrics {
   informerRestarts: Counter<'resource'>;
   statusWrites: Counter<'kind'>;
   sidecarStatusInvalid: Counter;
+  httpRefused: Counter<'server' | 'reason'>;
+  statusPollFailures: Counter<'reason'>;
 }
 
 export function createOperatorMetrics(
@@ -92,6 +94,18 @@ export function createOperatorMetrics(
     sidecarStatusInvalid: new Counter({
       name: 'peertunnel_operator_sidecar_status_invalid_total',
       help: "Sidecar /status answers refused for breaking the status contract (an unknown path, a missing name); that pod's report is not counted.",
+      registers,
+    }),
+    httpRefused: new Counter({
+      name: 'peertunnel_operator_http_refused_total',
+      help: "Connections refused by the operator's HTTP servers (server: health, webhook), by reason (connection_limit).",
+      labelNames: ['server', 'reason'],
+      registers,
+    }),
+    statusPollFailures: new Counter({
+      name: 'peertunnel_operator_status_poll_failures_total',
+      help: 'Sidecar /status reads that failed, by reason (unreachable, timeout, redirect, too_large, http_status, bad_body).',
+      labelNames: ['reason'],
       registers,
     }),
   };

@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import type { KubeConfig, V1Pod, V1Secret } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import type { PeerNetwork, PeerTunnel } from '../crds/schema.js';
+import type { SmallHttpServer } from '../sidecar/http-server.js';
 import type { Logger } from '../sidecar/logger.js';
 import type { Caches, ReconcileContext } from './controller/context.js';
 import { Controllers, type Informers } from './controller/controllers.js';
@@ -20,10 +21,11 @@ import {
   type SidecarStatusFetcher,
 } from './controller/sidecar-client.js';
 import { isActivePod, tunnelsOfPod } from './controller/status.js';
-import { HealthServer } from './health.js';
+import { healthServer } from './health.js';
 import { KubeClient, paths } from './kube.js';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.js';
 import { type InjectSettings, type InjectSettingsInput, injectSettings } from './settings.js';
+import { ensureStatusToken, tokenSha256 } from './status-token.js';
 import type { CertBundle } from './webhook/certs.js';
 import { applyWebhookConfiguration, type WebhookConfigInit } from './webhook/configuration.js';
 import { WebhookServer } from './webhook/server.js';
@@ -50,6 +52,8 @@ export interface OperatorOptions {
   };
   leader: { leaseName?: string; leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
   statusIntervalMs?: number;
+  /** Secret in the operator's namespace holding the sidecars' status token. @default peertunnel-status-token */
+  statusTokenSecret?: string;
   networkResyncMs?: number;
   /** Trust pods' peertunnel.io/admin-address annotation (tests whose sidecars run on 127.0.0.1). */
   trustAdminAddressAnnotation?: boolean;
@@ -66,7 +70,7 @@ export class Operator {
   settings?: InjectSettings;
   private informers?: Informers;
   private webhook?: WebhookServer;
-  private health?: HealthServer;
+  private health?: SmallHttpServer;
   private elector?: LeaderElector;
   private controllers?: Controllers;
   private refreshTimer?: NodeJS.Timeout;
@@ -97,7 +101,14 @@ export class Operator {
     const { o } = this;
     const log = o.logger;
     // Health first: a probe must get an answer (503) while the rest comes up.
-    this.health = new HealthServer(o.health.host, o.health.port, this.registry, () => this.notReady(), log);
+    this.health = healthServer(
+      o.health.host,
+      o.health.port,
+      this.registry,
+      () => this.notReady(),
+      log,
+      (reason) => this.metrics.httpRefused.inc({ server: 'health', reason }),
+    );
     await this.health.start();
 
     let native = o.settings.nativeSidecars;
@@ -110,7 +121,17 @@ export class Operator {
         'API server version',
       );
     }
-    const settings = injectSettings({ ...o.settings, nativeSidecars: native });
+    const statusToken = await ensureStatusToken(
+      this.client,
+      o.settings.operatorNamespace,
+      o.statusTokenSecret ?? 'peertunnel-status-token',
+      log,
+    );
+    const settings = injectSettings({
+      ...o.settings,
+      nativeSidecars: native,
+      statusTokenSha256: tokenSha256(statusToken),
+    });
     this.settings = settings;
 
     const components = { kubeConfig: o.kubeConfig, client: this.client, metrics: this.metrics, logger: log };
@@ -161,13 +182,16 @@ export class Operator {
       settings,
       sidecarStatus:
         o.sidecarStatus ??
-        httpSidecarStatus(
-          defaultAdminAddress(
+        httpSidecarStatus({
+          resolve: defaultAdminAddress(
             settings.containerName,
             settings.adminPort,
             o.trustAdminAddressAnnotation === true,
           ),
-        ),
+          token: () => statusToken,
+          metrics: this.metrics,
+          logger: log,
+        }),
       now: o.now ?? (() => new Date()),
       statusIntervalMs: o.statusIntervalMs ?? 30_000,
       networkResyncMs: o.networkResyncMs ?? 300_000,

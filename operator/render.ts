@@ -203,7 +203,10 @@ export function renderNodeConfig(
     expose: merged.expose,
     forward: merged.forward,
     // All addresses, so the kubelet's probes reach it on the pod IP.
-    admin: { listen: `0.0.0.0:${settings.adminPort}` },
+    admin: {
+      listen: `0.0.0.0:${settings.adminPort}`,
+      ...(settings.statusTokenSha256 === undefined ? {} : { statusTokenSha256: settings.statusTokenSha256 }),
+    },
     log: { level: settings.logLevel },
     shutdown: { drainSeconds: drainSecondsFor(terminationGracePeriodSeconds) },
   };

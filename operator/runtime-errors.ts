@@ -40,3 +40,11 @@ export class CertificateError extends Error {
     this.name = 'CertificateError';
   }
 }
+
+/** The sidecars' status token could not be stored in or read from its Secret. */
+export class StatusTokenError extends Error {
+  constructor(reason: string) {
+    super(`status token: ${reason}`);
+    this.name = 'StatusTokenError';
+  }
+}

@@ -37,6 +37,8 @@ export interface InjectSettings {
   runAsUser: number;
   runAsGroup: number;
   resources: { requests: Record<string, string>; limits: Record<string, string> };
+  /** Hex SHA-256 of the operator's status token: sidecars answer /status off loopback only with it. */
+  statusTokenSha256?: string;
 }
 
 /** Everything but the operator's namespace and the image has a default. */
@@ -88,6 +90,9 @@ export function injectSettings(input: InjectSettingsInput): InjectSettings {
   }
   if (!isLogLevel(s.logLevel)) {
     throw new SettingsError('logLevel', `expected one of ${LOG_LEVELS.join(', ')}`);
+  }
+  if (s.statusTokenSha256 !== undefined && !/^[0-9a-f]{64}$/.test(s.statusTokenSha256)) {
+    throw new SettingsError('statusTokenSha256', 'expected 64 lowercase hex characters');
   }
   checkPort('adminPort', s.adminPort);
   checkPort('p2pPort', s.p2pPort);

@@ -9,6 +9,12 @@
 import { createServer, type Server } from 'node:https';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
+import {
+  applyHttpLimits,
+  CONNECTIONS_CHECK_INTERVAL_MS,
+  DEFAULT_HTTP_LIMITS,
+  type HttpLimits,
+} from '../../sidecar/http-server.js';
 import type { Logger } from '../../sidecar/logger.js';
 import { inject } from '../inject.js';
 import type { OperatorMetrics } from '../metrics.js';
@@ -18,6 +24,19 @@ import type { CertBundle } from './certs.js';
 import { WEBHOOK_PATH } from './configuration.js';
 
 const MAX_BODY = 3 * 1024 * 1024;
+
+/**
+ * The API servers keep a few keep-alive connections each; a reviewed pod is at most MAX_BODY and
+ * is answered in milliseconds, so these deadlines only ever close sockets that stall.
+ */
+export const WEBHOOK_HTTP_LIMITS: HttpLimits = {
+  ...DEFAULT_HTTP_LIMITS,
+  maxConnections: 256,
+  keepAliveTimeoutMs: 60_000,
+  idleTimeoutMs: 90_000,
+};
+/** A TLS client that has not finished its handshake by then is dropped (Node's default: 120 s). */
+const HANDSHAKE_TIMEOUT_MS = 5_000;
 
 /** Skips a user should hear about at `kubectl apply` time (the others are the normal case). */
 const WARN_ON: ReadonlySet<SkipReasonCode> = new Set([
@@ -40,6 +59,7 @@ export interface WebhookServerInit {
   port: number;
   /** SO_REUSEPORT: several processes on one host share the port (tests run two replicas so). */
   reusePort?: boolean;
+  limits?: Partial<HttpLimits>;
 }
 
 interface AdmissionReview {
@@ -80,7 +100,13 @@ export class WebhookServer {
 
   async start(bundle: CertBundle): Promise<void> {
     const server = createServer(
-      { cert: bundle.certPem, key: bundle.keyPem, minVersion: 'TLSv1.2' },
+      {
+        cert: bundle.certPem,
+        key: bundle.keyPem,
+        minVersion: 'TLSv1.2',
+        handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+        connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS,
+      },
       (req, res) => {
         const path = (req.url ?? '/').split('?')[0];
         if (req.method !== 'POST' || path !== WEBHOOK_PATH) {
@@ -110,6 +136,14 @@ export class WebhookServer {
     );
     // A client that drops mid-handshake must not take the server down.
     server.on('tlsClientError', () => {});
+    const limits = { ...WEBHOOK_HTTP_LIMITS, ...this.init.limits };
+    applyHttpLimits(server, limits, (remoteAddress) => {
+      this.metrics.httpRefused.inc({ server: 'webhook', reason: 'connection_limit' });
+      this.logger.warn(
+        { event: 'webhook_connection_dropped', remoteAddress, maxConnections: limits.maxConnections },
+        'connection refused: too many open connections',
+      );
+    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

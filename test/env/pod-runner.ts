@@ -170,7 +170,7 @@ export async function runPodSidecar(
   const config = JSON.parse(raw) as NodeConfigInput;
   // One loopback for every "pod": own ports for each, on 127.0.0.1 only.
   config.listen = ['/ip4/127.0.0.1/tcp/0'];
-  config.admin = { listen: '127.0.0.1:0' };
+  config.admin = { ...config.admin, listen: '127.0.0.1:0' };
   delete env[CONFIG_ENV];
   const volumes = await mkdtemp(join(tmpdir(), 'pt-pod-volumes-'));
   let node: NodeProcess;

@@ -6,9 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { V1Pod } from '@kubernetes/client-node';
+import { Registry } from 'prom-client';
 import { tunnelPathOf } from '../../contracts/paths.js';
 import type { SidecarReport } from '../../contracts/sidecar-status.js';
 import { httpSidecarStatus } from '../../operator/controller/sidecar-client.js';
+import { createOperatorMetrics } from '../../operator/metrics.js';
 import { type NodeConfigInput, parseConfig } from '../../sidecar/config.js';
 import { silentLogger } from '../../sidecar/logger.js';
 import { PeerNode } from '../../sidecar/peer-node.js';
@@ -31,6 +33,16 @@ async function start(extra: Partial<NodeConfigInput>): Promise<PeerNode> {
   return n;
 }
 
+/** The operator's own /status reader, pointed at a node's admin server on 127.0.0.1. */
+function readerOf(node: PeerNode) {
+  return httpSidecarStatus({
+    resolve: () => ({ host: '127.0.0.1', port: node.admin?.port ?? 0 }),
+    token: () => undefined,
+    metrics: createOperatorMetrics(new Registry()),
+    logger: silentLogger(),
+  });
+}
+
 describe('sidecar /status as the operator reads it', () => {
   let forwarder: PeerNode;
   let exposer: PeerNode;
@@ -47,7 +59,7 @@ describe('sidecar /status as the operator reads it', () => {
   });
 
   it('parses, with the exposer as a connected provider on a known path', async () => {
-    const read = httpSidecarStatus(() => `127.0.0.1:${forwarder.admin?.port ?? 0}`);
+    const read = readerOf(forwarder);
     const pod: V1Pod = { metadata: { name: 'forwarder' } };
     const deadline = Date.now() + 30_000;
     let report: SidecarReport | undefined;
@@ -70,7 +82,7 @@ describe('sidecar /status as the operator reads it', () => {
     expect(provider?.path === null || provider === undefined ? undefined : tunnelPathOf(provider.path)).toBe(
       'direct',
     );
-    const exposed = await httpSidecarStatus(() => `127.0.0.1:${exposer.admin?.port ?? 0}`)(pod);
+    const exposed = await readerOf(exposer)(pod);
     expect(exposed?.exposes).toEqual([{ name: 'db' }]);
   });
 });

@@ -58,6 +58,9 @@ const NOT_CHARTED = [
   // Moves only when a sidecar of another version breaks the /status contract; the operator logs
   // each one (sidecar_status_invalid) and the tunnel's condition says its sidecars are unreadable.
   'peertunnel_operator_sidecar_status_invalid_total',
+  'peertunnel_admin_refused_total',
+  'peertunnel_operator_http_refused_total',
+  'peertunnel_operator_status_poll_failures_total',
 ];
 
 describe('Grafana dashboards', () => {

@@ -240,6 +240,14 @@ describe('reconcileTunnel', () => {
       return `127.0.0.1:${(s.address() as AddressInfo).port}`;
     }
 
+    const read = (address: string): SidecarStatusFetcher =>
+      httpSidecarStatus({
+        resolve: () => ({ host: '127.0.0.1', port: Number(address.split(':')[1]) }),
+        token: () => undefined,
+        metrics: createOperatorMetrics(new Registry()),
+        logger: pino({ level: 'silent' }),
+      });
+
     const body = (path: string) => ({
       peerId: 'me',
       ready: true,
@@ -250,7 +258,7 @@ describe('reconcileTunnel', () => {
 
     it('is read when it keeps the contract', async () => {
       const address = await serve(body('hole_punched'));
-      const { client, caches, ctx, count } = setup(httpSidecarStatus(() => address));
+      const { client, caches, ctx, count } = setup(read(address));
       caches.tunnels.put(tunnelFixture(1));
       caches.networks.put(network);
       caches.pods.put(pod('a'));
@@ -262,7 +270,7 @@ describe('reconcileTunnel', () => {
 
     it('is refused, counted and logged when its path is unknown, not read as direct', async () => {
       const address = await serve(body('teleported'));
-      const { client, caches, ctx, count, logs } = setup(httpSidecarStatus(() => address));
+      const { client, caches, ctx, count, logs } = setup(read(address));
       caches.tunnels.put(tunnelFixture(1));
       caches.networks.put(network);
       caches.pods.put(pod('a'));
