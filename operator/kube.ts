@@ -29,10 +29,20 @@ export interface KubeRequest {
   query?: Record<string, string | number | boolean | undefined>;
   /** Default 30 s; a hung API server must not hang a reconcile forever. */
   timeoutMs?: number;
+  /** The Accept header. @default application/json */
+  accept?: string;
 }
+
+/** Accept headers that make the API server send only objects' metadata (no Secret data). */
+export const METADATA_ONLY = {
+  list: 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1',
+  watch: 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1',
+} as const;
 
 /** Any Kubernetes object (apiVersion, kind, metadata). */
 export type KubeObject = KubernetesObject;
+/** What a metadata-only list or watch returns (kind PartialObjectMetadata): metadata and nothing else. */
+export type PartialObjectMetadata = KubernetesObject;
 
 export interface KubeList<T> {
   metadata?: { resourceVersion?: string; continue?: string };
@@ -73,7 +83,7 @@ export class KubeClient {
     for (const [k, v] of Object.entries(req.query ?? {})) {
       if (v !== undefined) url.searchParams.set(k, String(v));
     }
-    const opts: RequestOptions = { method, headers: { accept: 'application/json' } };
+    const opts: RequestOptions = { method, headers: { accept: req.accept ?? 'application/json' } };
     await this.kubeConfig.applyToHTTPSOptions(opts);
     const body = req.body === undefined ? undefined : JSON.stringify(req.body);
     const headers = (opts.headers ?? {}) as Record<string, string>;
@@ -127,8 +137,8 @@ export class KubeClient {
     }
   }
 
-  list<T>(path: string, query?: KubeRequest['query']): Promise<KubeList<T>> {
-    return this.request<KubeList<T>>(path, { query });
+  list<T>(path: string, query?: KubeRequest['query'], accept?: string): Promise<KubeList<T>> {
+    return this.request<KubeList<T>>(path, { query, accept });
   }
 
   create<T>(path: string, body: unknown): Promise<T> {

@@ -5,7 +5,7 @@
  * only after the controllers have stopped.
  */
 import { hostname } from 'node:os';
-import type { KubeConfig, V1Pod, V1Secret } from '@kubernetes/client-node';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import type { PeerNetwork, PeerTunnel } from '../crds/schema.js';
 import type { SmallHttpServer } from '../sidecar/http-server.js';
@@ -22,7 +22,7 @@ import {
 } from './controller/sidecar-client.js';
 import { isActivePod, tunnelsOfPod } from './controller/status.js';
 import { healthServer } from './health.js';
-import { KubeClient, paths } from './kube.js';
+import { KubeClient, type PartialObjectMetadata, paths } from './kube.js';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.js';
 import { type InjectSettings, type InjectSettingsInput, injectSettings } from './settings.js';
 import { ensureStatusToken, tokenSha256 } from './status-token.js';
@@ -139,7 +139,9 @@ export class Operator {
       tunnels: new ResilientInformer<PeerTunnel>(components, 'peertunnels', paths.tunnels()),
       networks: new ResilientInformer<PeerNetwork>(components, 'peernetworks', paths.networks()),
       pods: new ResilientInformer<V1Pod>(components, 'pods', paths.pods()),
-      secrets: new ResilientInformer<V1Secret>(components, 'secrets', paths.secrets()),
+      secrets: new ResilientInformer<PartialObjectMetadata>(components, 'secrets', paths.secrets(), {
+        metadataOnly: true,
+      }),
     };
     this.informers = informers;
     this.injectedSource.injectedPods = () =>

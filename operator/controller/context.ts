@@ -1,8 +1,8 @@
 /** What the reconcilers share: the caches, the API, events, metrics, a clock and the settings. */
-import type { V1Pod, V1Secret } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
 import type { Logger } from '../../sidecar/logger.js';
-import type { KubeClient } from '../kube.js';
+import type { KubeClient, PartialObjectMetadata } from '../kube.js';
 import type { OperatorMetrics } from '../metrics.js';
 import type { InjectSettings } from '../settings.js';
 import type { EventRecorder } from './events.js';
@@ -18,7 +18,8 @@ export interface Caches {
   tunnels: Cache<PeerTunnel>;
   networks: Cache<PeerNetwork>;
   pods: Cache<V1Pod>;
-  secrets: Cache<V1Secret>;
+  /** Metadata only: whether a Secret exists. Its data is read on demand (`swarmKeyState`). */
+  secrets: Cache<PartialObjectMetadata>;
 }
 
 export interface ReconcileContext {

@@ -3,8 +3,9 @@
  * shared informers, each drained by workers that run its reconciler. Created when this replica
  * starts leading, stopped when it stops; the informers outlive it (the webhook reads them too).
  */
-import type { V1Pod, V1Secret } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
+import type { PartialObjectMetadata } from '../kube.js';
 import type { ReconcileKind } from '../metrics.js';
 import { matchesSelector } from '../selector.js';
 import { keyOf, type ReconcileContext, type ReconcileOutcome } from './context.js';
@@ -18,7 +19,7 @@ export interface Informers {
   tunnels: ResilientInformer<PeerTunnel>;
   networks: ResilientInformer<PeerNetwork>;
   pods: ResilientInformer<V1Pod>;
-  secrets: ResilientInformer<V1Secret>;
+  secrets: ResilientInformer<PartialObjectMetadata>;
 }
 
 export interface ControllersInit {

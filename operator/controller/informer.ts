@@ -6,7 +6,7 @@
  */
 import { type KubeConfig, makeInformer } from '@kubernetes/client-node';
 import type { Logger } from '../../sidecar/logger.js';
-import type { KubeClient, KubeObject } from '../kube.js';
+import { type KubeClient, type KubeObject, METADATA_ONLY } from '../kube.js';
 import type { OperatorMetrics } from '../metrics.js';
 
 export type InformerEventType = 'add' | 'update' | 'delete';
@@ -17,6 +17,24 @@ export interface InformerInit {
   minBackoffMs?: number;
   /** Longest restart delay. @default 30 s */
   maxBackoffMs?: number;
+  /**
+   * List and watch objects' metadata only (PartialObjectMetadata): for Secrets, whose data the
+   * cache must not hold (every Helm release's is a Secret); the data is read on demand.
+   */
+  metadataOnly?: boolean;
+}
+
+/**
+ * The kubeconfig, but every request client-node makes with it (the informer's watch) asks for
+ * `accept`. client-node's Watch takes its headers from applySecurityAuthentication alone.
+ */
+function withAccept(kc: KubeConfig, accept: string): KubeConfig {
+  const wrapped = Object.create(kc) as KubeConfig;
+  wrapped.applySecurityAuthentication = async (ctx) => {
+    await kc.applySecurityAuthentication(ctx);
+    ctx.setHeaderParam('Accept', accept);
+  };
+  return wrapped;
 }
 
 export interface InformerComponents {
@@ -49,7 +67,11 @@ export class ResilientInformer<T extends KubeObject> {
     this.minBackoffMs = init.minBackoffMs ?? 500;
     this.maxBackoffMs = init.maxBackoffMs ?? 30_000;
     this.backoffMs = this.minBackoffMs;
-    this.informer = makeInformer<T>(c.kubeConfig, path, () => c.client.list<T>(path));
+    this.informer = init.metadataOnly
+      ? makeInformer<T>(withAccept(c.kubeConfig, METADATA_ONLY.watch), path, () =>
+          c.client.list<T>(path, undefined, METADATA_ONLY.list),
+        )
+      : makeInformer<T>(c.kubeConfig, path, () => c.client.list<T>(path));
     for (const type of ['add', 'update', 'delete'] as const) {
       this.informer.on(type, (obj: T) => {
         for (const h of this.handlers) h(type, obj);

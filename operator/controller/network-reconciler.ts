@@ -13,7 +13,9 @@ import { EventReason } from './reasons.js';
 import {
   identityKey,
   identitySecretName,
+  NotOwnedError,
   newIdentity,
+  ownedBy,
   ownerReference,
   peerIdOf,
   RELAY_OF_LABEL,
@@ -33,8 +35,9 @@ export async function reconcileNetwork(ctx: ReconcileContext, key: string): Prom
   const network = ctx.caches.networks.get(name, namespace);
   // gone?
   if (network === undefined || network.metadata.deletionTimestamp != null) return {};
-  // validate: the swarm key (computeNetworkStatus turns it into the condition).
-  const swarmKey = swarmKeyState(ctx, network);
+  // validate: the swarm key (computeNetworkStatus turns it into the condition). The Secret is read
+  // with a get, not from the metadata-only cache; a failed read fails the reconcile (retried).
+  const swarmKey = await swarmKeyState(ctx, network);
   const tunnels = ctx.caches.tunnels
     .list(namespace)
     .filter((t) => t.spec.networkRef.name === name && t.metadata.deletionTimestamp == null).length;
@@ -44,7 +47,7 @@ export async function reconcileNetwork(ctx: ReconcileContext, key: string): Prom
   try {
     const spec = relaySpec(network);
     relayAddresses = spec === undefined ? undefined : await ensureRelays(ctx, network, spec);
-    if (spec === undefined) await removeRelays(ctx.client, namespace, name, 0);
+    if (spec === undefined) await removeRelays(ctx.client, network, 0);
   } catch (err) {
     workError = err;
   }
@@ -98,6 +101,7 @@ async function ensureIdentities(
   const secretName = identitySecretName(network.metadata.name ?? '');
   for (let attempt = 0; ; attempt++) {
     const existing = await ctx.client.find<V1Secret>(paths.secret(namespace, secretName));
+    if (existing !== undefined && !ownedBy(existing, network)) throw new NotOwnedError('Secret', secretName);
     const data: Record<string, string> = { ...(existing?.data ?? {}) };
     let added = false;
     for (let i = 0; i < replicas; i++) {
@@ -143,11 +147,11 @@ async function ensureIdentities(
 
 async function ensureRelays(ctx: ReconcileContext, network: PeerNetwork, spec: RelaySpec): Promise<string[]> {
   const namespace = network.metadata.namespace ?? '';
-  const name = network.metadata.name ?? '';
   const ids = (await ensureIdentities(ctx, network, spec.replicas)).map(peerIdOf);
   const services: V1Service[] = [];
   for (let i = 0; i < spec.replicas; i++) {
     const svc = renderRelayService(network, spec, i);
+    await refuseNotOwned(ctx, network, 'Service', paths.service(namespace, svc.metadata?.name ?? ''));
     services.push(await ctx.client.apply<V1Service>(paths.service(namespace, svc.metadata?.name ?? ''), svc));
   }
   const announce = services.map((svc, i) => replicaAddresses(spec, i, svc));
@@ -156,17 +160,30 @@ async function ensureRelays(ctx: ReconcileContext, network: PeerNetwork, spec: R
     const peers = full.filter((_, j) => j !== i).flat();
     const config = renderRelayConfig(network, spec, announce[i] ?? [], peers, ctx.settings);
     const dep = renderRelayDeployment(network, spec, i, config, ctx.settings);
+    await refuseNotOwned(ctx, network, 'Deployment', paths.deployment(namespace, dep.metadata?.name ?? ''));
     await ctx.client.apply<V1Deployment>(paths.deployment(namespace, dep.metadata?.name ?? ''), dep);
   }
-  await removeRelays(ctx.client, namespace, name, spec.replicas);
+  await removeRelays(ctx.client, network, spec.replicas);
   return full.flat();
 }
 
-/** Deletes relay Deployments and Services of index >= `keep` (scale-down, or relay disabled). */
-async function removeRelays(client: KubeClient, namespace: string, network: string, keep: number) {
-  const selector = `${RELAY_OF_LABEL}=${network}`;
-  const tooMany = (o: { metadata?: { labels?: Record<string, string> } }) =>
-    Number(o.metadata?.labels?.['peertunnel.io/relay-index'] ?? '0') >= keep;
+/**
+ * Server-side apply with force would take over an object of the same name that someone else made;
+ * one the network does not own is refused instead (the Ready condition says which).
+ */
+async function refuseNotOwned(ctx: ReconcileContext, network: PeerNetwork, kind: string, path: string) {
+  const existing = await ctx.client.find<V1Service | V1Deployment>(path);
+  if (existing !== undefined && !ownedBy(existing, network))
+    throw new NotOwnedError(kind, existing.metadata?.name ?? path);
+}
+
+/** Deletes the network's relay Deployments and Services of index >= `keep` (scale-down, or relay disabled). */
+async function removeRelays(client: KubeClient, network: PeerNetwork, keep: number) {
+  const namespace = network.metadata.namespace ?? '';
+  const selector = `${RELAY_OF_LABEL}=${network.metadata.name ?? ''}`;
+  // The label alone could be anyone's: only what the network owns is deleted.
+  const tooMany = (o: V1Deployment | V1Service) =>
+    ownedBy(o, network) && Number(o.metadata?.labels?.['peertunnel.io/relay-index'] ?? '0') >= keep;
   const deps = await client.list<V1Deployment>(`/apis/apps/v1/namespaces/${namespace}/deployments`, {
     labelSelector: selector,
   });

@@ -6,7 +6,7 @@
 import { DEFAULTS, type PeerNetwork, type PeerNetworkStatus } from '../../crds/schema.js';
 import { bootstrapPeers } from '../render.js';
 import { NetworkReason } from './reasons.js';
-import { relaySpec } from './relay.js';
+import { NotOwnedError, relaySpec } from './relay.js';
 import { type ConditionInput, type SwarmKeyState, setReady } from './status.js';
 
 export interface NetworkFacts {
@@ -52,6 +52,13 @@ function networkReady(f: NetworkFacts, status: PeerNetworkStatus): ConditionInpu
       status: 'False',
       reason: missing ? NetworkReason.SwarmKeySecretMissing : NetworkReason.SwarmKeyMissing,
       message: `${missing ? `Secret ${ref.name} does not exist` : `Secret ${ref.name} has no key "${secretKey}"`}: create it with kubectl -n ${namespace} create secret generic ${ref.name} --from-file=${secretKey}=swarm.key (peertunnel keygen > swarm.key, the same key in every cluster). Sidecars and relays cannot start without it. ${usage}`,
+    };
+  }
+  if (f.relayError instanceof NotOwnedError) {
+    return {
+      status: 'False',
+      reason: NetworkReason.RelayObjectNotOwned,
+      message: `${f.relayError.message}: the operator leaves it alone. Delete or rename it, or turn spec.relay off.`,
     };
   }
   if (f.relayError !== undefined) {

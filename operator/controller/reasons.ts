@@ -39,6 +39,8 @@ export const NetworkReason = {
   RelaysPending: 'RelaysPending',
   /** Creating the relay's Deployment, Service or identity failed (RBAC, quota). */
   RelayError: 'RelayError',
+  /** An object with a relay's name exists that this network did not create (no owner reference to it). */
+  RelayObjectNotOwned: 'RelayObjectNotOwned',
 } as const;
 export type NetworkReasonCode = (typeof NetworkReason)[keyof typeof NetworkReason];
 

@@ -40,6 +40,29 @@ export function ownerReference(network: PeerNetwork) {
   };
 }
 
+/** Whether `obj` names `network` as its controlling owner (what the operator puts on what it creates). */
+export function ownedBy(
+  obj: { metadata?: { ownerReferences?: Array<{ uid?: string; controller?: boolean }> } },
+  network: PeerNetwork,
+): boolean {
+  const uid = network.metadata.uid;
+  return (
+    uid !== undefined &&
+    (obj.metadata?.ownerReferences ?? []).some((r) => r.uid === uid && r.controller === true)
+  );
+}
+
+/** An object the operator would write exists and is not the network's: it is left alone. */
+export class NotOwnedError extends Error {
+  constructor(
+    readonly kind: string,
+    readonly objectName: string,
+  ) {
+    super(`${kind} ${objectName} exists and was not created by this PeerNetwork (no owner reference to it)`);
+    this.name = 'NotOwnedError';
+  }
+}
+
 function labels(network: PeerNetwork, i?: number): Record<string, string> {
   const l: Record<string, string> = {
     'app.kubernetes.io/name': 'peertunnel-relay',

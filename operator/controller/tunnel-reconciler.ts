@@ -4,7 +4,7 @@
  * "ensure" is gathering what the sidecars report. No finalizer: deleting a tunnel leaves nothing of
  * ours to clean up; pods still running its sidecar are told about in events.
  */
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Pod, V1Secret } from '@kubernetes/client-node';
 import { ContractError } from '../../contracts/errors.js';
 import type { SidecarReport } from '../../contracts/sidecar-status.js';
 import { API_VERSION, CONDITION_READY, type PeerNetwork, type PeerTunnel } from '../../crds/schema.js';
@@ -21,9 +21,13 @@ import {
   tunnelsOfPod,
 } from './status.js';
 
-export function swarmKeyState(ctx: ReconcileContext, network: PeerNetwork): SwarmKeyState {
+/** The cache (metadata only) says whether the Secret exists; its data is read only then. */
+export async function swarmKeyState(ctx: ReconcileContext, network: PeerNetwork): Promise<SwarmKeyState> {
   const ref = network.spec.swarmKeySecretRef;
-  const secret = ctx.caches.secrets.get(ref.name, network.metadata.namespace);
+  const namespace = network.metadata.namespace ?? '';
+  const cached = ctx.caches.secrets.get(ref.name, namespace);
+  if (cached === undefined || cached.metadata?.deletionTimestamp != null) return 'secretMissing';
+  const secret = await ctx.client.find<V1Secret>(paths.secret(namespace, ref.name));
   if (secret === undefined || secret.metadata?.deletionTimestamp != null) return 'secretMissing';
   const value = secret.data?.[ref.key ?? 'swarm.key'] ?? secret.stringData?.[ref.key ?? 'swarm.key'];
   return value === undefined || value === '' ? 'keyMissing' : 'ok';
@@ -43,7 +47,7 @@ export async function reconcileTunnel(ctx: ReconcileContext, key: string): Promi
   try {
     // validate: the network and its key (computeTunnelStatus turns them into the condition).
     const network = ctx.caches.networks.get(tunnel.spec.networkRef.name, namespace);
-    const swarmKey = network === undefined ? 'secretMissing' : swarmKeyState(ctx, network);
+    const swarmKey = network === undefined ? 'secretMissing' : await swarmKeyState(ctx, network);
     // ensure: what the ready sidecars see.
     const pods = ctx.caches.pods.list(namespace);
     const reports = await gatherReports(ctx, tunnel, pods);
