@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { parse, stringify } from 'yaml';
 import { parseOperatorArgs } from '../../operator/main.js';
-import { operatorRbac } from '../../operator/rbac.js';
+import { DEFAULT_OBJECT_NAMES, operatorRbac } from '../../operator/rbac.js';
 import { DEFAULT_SETTINGS } from '../../operator/settings.js';
 import { renderWebhookConfiguration } from '../../operator/webhook/configuration.js';
 import { parseConfig } from '../../sidecar/config.js';
@@ -127,7 +127,13 @@ describe('Helm chart, rendered by the real helm', () => {
         (o) => o.kind === 'Deployment' && o.metadata.name.endsWith('-operator'),
       );
       const sa: string = deployment?.spec.template.spec.serviceAccountName;
-      const want = operatorRbac(c.namespace, sa) as K8sObject[];
+      // The objects the operator names are the ones its flags name.
+      const args: string[] = deployment?.spec.template.spec.containers[0].args;
+      const parsed = parseOperatorArgs(args.slice(1), { POD_NAMESPACE: c.namespace, POD_NAME: 'x' });
+      const want = operatorRbac(c.namespace, sa, {
+        leaseName: parsed.leader.leaseName ?? DEFAULT_OBJECT_NAMES.leaseName,
+        webhookConfig: parsed.webhook.configuration?.name,
+      }) as K8sObject[];
       for (const kind of ['ClusterRole', 'Role']) {
         const rendered = objects.filter((o) => o.kind === kind);
         expect(rendered).toHaveLength(1);
