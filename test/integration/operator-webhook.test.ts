@@ -65,6 +65,17 @@ describeWithControlPlane(
     beforeAll(async () => {
       const { cp } = env;
       await installOperatorPrerequisites(cp);
+      // A status token the operator finds and keeps (it creates one only when there is none):
+      // the golden renders its hash.
+      await cp.kubectlOk([
+        '-n',
+        OPERATOR_NS,
+        'create',
+        'secret',
+        'generic',
+        'peertunnel-status-token',
+        '--from-literal=token=golden-status-token-golden-status-token-000',
+      ]);
       port = await freePort();
       op = await startOperator(cp, { identity: 'op-webhook', webhookPort: port });
       await cp.kubectlOk(['create', 'namespace', NS]);
