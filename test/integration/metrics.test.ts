@@ -171,6 +171,8 @@ const MOVED_ELSEWHERE: Record<string, string> = {
   peertunnel_port_mappings: 'test/lab/port-mapping.test.ts',
   peertunnel_port_mapping_operations_total: 'test/lab/port-mapping.test.ts',
   peertunnel_inbound_refused_total: 'test/integration/pre-auth.test.ts',
+  // Refusals of /status off loopback and of connections over the cap (the server's callback).
+  peertunnel_admin_refused_total: 'test/unit/admin-http.test.ts',
 };
 
 describe('sidecar /metrics, family by family', () => {
@@ -295,6 +297,10 @@ describeWithControlPlane(
       'peertunnel_operator_informer_restarts_total',
       // Moves on a /status that breaks the contract: test/unit/reconcilers.test.ts.
       'peertunnel_operator_sidecar_status_invalid_total',
+      // Moved by test/integration/operator-poller.test.ts (a redirecting and a 300 MiB /status).
+      'peertunnel_operator_status_poll_failures_total',
+      // Connections over the cap: the shared server's drops, test/unit/admin-http.test.ts.
+      'peertunnel_operator_http_refused_total',
     ];
 
     it('serves HELP and TYPE for every family and checks each one', async () => {
