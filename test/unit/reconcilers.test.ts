@@ -108,6 +108,8 @@ class MapCache<T extends { metadata?: { name?: string; namespace?: string } }> i
   }
 }
 
+const SECRET = '/api/v1/namespaces/shop/secrets/k';
+
 function setup(sidecarStatus: SidecarStatusFetcher = async () => undefined) {
   const client = new FakeKube();
   const logs: Array<Record<string, unknown>> = [];
@@ -132,7 +134,9 @@ function setup(sidecarStatus: SidecarStatusFetcher = async () => undefined) {
     statusIntervalMs: 30_000,
     networkResyncMs: 300_000,
   };
-  caches.secrets.put({ metadata: { name: 'k', namespace: 'shop' }, data: { 'swarm.key': 'a2V5' } });
+  // The cache holds Secrets' metadata only; the key itself is read with a GET.
+  caches.secrets.put({ metadata: { name: 'k', namespace: 'shop' } });
+  client.objects.set(SECRET, { metadata: { name: 'k', namespace: 'shop' }, data: { 'swarm.key': 'a2V5' } });
   const count = async (name: string) =>
     (await metrics.registry.getSingleMetric(name)?.get())?.values[0]?.value ?? 0;
   return { client, caches, ctx, logs, metrics, count };
@@ -171,26 +175,27 @@ describe('reconcileTunnel', () => {
     caches.pods.put(pod('a'));
 
     expect(await reconcileTunnel(ctx, 'shop/orders')).toEqual({ requeueAfterMs: 30_000 });
-    expect(client.take()).toEqual([`PATCH ${TUNNEL_STATUS}`, `POST ${EVENTS}`]);
+    expect(client.take()).toEqual([`GET ${SECRET}`, `PATCH ${TUNNEL_STATUS}`, `POST ${EVENTS}`]);
     expect(readyOf(client.objects.get(TUNNEL_STATUS)?.status)?.reason).toBe('Ready');
     expect(client.eventsPosted().map((e) => [e.type, e.reason])).toEqual([['Normal', 'Ready']]);
     expect(await count('peertunnel_operator_status_writes_total')).toBe(1);
 
     tunnel = settle(client, caches.tunnels, tunnel, TUNNEL_STATUS);
     await reconcileTunnel(ctx, 'shop/orders');
-    expect(client.take()).toEqual([]);
+    // Only the key is read again (the cache holds Secrets' metadata, not their data).
+    expect(client.take()).toEqual([`GET ${SECRET}`]);
     expect(await count('peertunnel_operator_status_writes_total')).toBe(1);
 
     // The status changes (two providers now), the reason does not: a write, no event.
     providers = 2;
     await reconcileTunnel(ctx, 'shop/orders');
-    expect(client.take()).toEqual([`PATCH ${TUNNEL_STATUS}`]);
+    expect(client.take()).toEqual([`GET ${SECRET}`, `PATCH ${TUNNEL_STATUS}`]);
     tunnel = settle(client, caches.tunnels, tunnel, TUNNEL_STATUS);
 
     // A new reason: a write and a Warning event.
     providers = 0;
     await reconcileTunnel(ctx, 'shop/orders');
-    expect(client.take()).toEqual([`PATCH ${TUNNEL_STATUS}`, `POST ${EVENTS}`]);
+    expect(client.take()).toEqual([`GET ${SECRET}`, `PATCH ${TUNNEL_STATUS}`, `POST ${EVENTS}`]);
     expect(client.eventsPosted().map((e) => [e.type, e.reason])).toEqual([
       ['Normal', 'Ready'],
       ['Warning', 'NoProviders'],
@@ -208,7 +213,7 @@ describe('reconcileTunnel', () => {
       statusError: expect.objectContaining({ status: 403 }),
     });
     // No event for a status that was not written.
-    expect(client.take()).toEqual([`PATCH ${TUNNEL_STATUS}`]);
+    expect(client.take()).toEqual([`GET ${SECRET}`, `PATCH ${TUNNEL_STATUS}`]);
   });
 
   it('tells each pod still running a deleted tunnel once, and writes nothing else', async () => {
@@ -220,7 +225,7 @@ describe('reconcileTunnel', () => {
     expect(client.eventsPosted().map((e) => e.reason)).toEqual(['TunnelDeleted', 'TunnelDeleted']);
     // Recorded under a name derived from the pod and the note: the second pass conflicts, quietly.
     await reconcileTunnel(ctx, 'shop/orders');
-    expect(client.objects.size).toBe(2);
+    expect([...client.objects.keys()].filter((k) => k.startsWith(`${EVENTS}/`))).toHaveLength(2);
   });
 
   describe('a sidecar /status over HTTP', () => {
@@ -348,6 +353,7 @@ describe('reconcileNetwork', () => {
     caches.networks.put(network);
     expect(await reconcileNetwork(ctx, 'shop/mesh')).toEqual({ requeueAfterMs: 300_000 });
     expect(client.take()).toEqual([
+      `GET ${SECRET}`,
       `GET ${DEPLOYMENTS}`,
       `GET ${SERVICES}`,
       `PATCH ${NETWORK_STATUS}`,
@@ -355,7 +361,7 @@ describe('reconcileNetwork', () => {
     ]);
     settle(client, caches.networks, network, NETWORK_STATUS);
     await reconcileNetwork(ctx, 'shop/mesh');
-    expect(client.take()).toEqual([`GET ${DEPLOYMENTS}`, `GET ${SERVICES}`]);
+    expect(client.take()).toEqual([`GET ${SECRET}`, `GET ${DEPLOYMENTS}`, `GET ${SERVICES}`]);
     expect(client.eventsPosted().map((e) => e.reason)).toEqual(['Ready']);
   });
 
@@ -372,10 +378,14 @@ describe('reconcileNetwork', () => {
     caches.networks.put(withRelay);
     await reconcileNetwork(ctx, 'shop/mesh');
     expect(client.take()).toEqual([
+      `GET ${SECRET}`,
       'GET /api/v1/namespaces/shop/secrets/mesh-relay-identity',
       'POST /api/v1/namespaces/shop/secrets',
       `POST ${EVENTS}`,
+      // Each relay object is looked at before it is applied: one not ours is never taken over.
+      `GET ${SERVICES}/mesh-relay-0`,
       `PATCH ${SERVICES}/mesh-relay-0`,
+      `GET ${DEPLOYMENTS}/mesh-relay-0`,
       `PATCH ${DEPLOYMENTS}/mesh-relay-0`,
       `GET ${DEPLOYMENTS}`,
       `GET ${SERVICES}`,
@@ -393,8 +403,11 @@ describe('reconcileNetwork', () => {
     const settled = settle(client, caches.networks, withRelay, NETWORK_STATUS);
     await reconcileNetwork(ctx, 'shop/mesh');
     expect(client.take()).toEqual([
+      `GET ${SECRET}`,
       'GET /api/v1/namespaces/shop/secrets/mesh-relay-identity',
+      `GET ${SERVICES}/mesh-relay-0`,
       `PATCH ${SERVICES}/mesh-relay-0`,
+      `GET ${DEPLOYMENTS}/mesh-relay-0`,
       `PATCH ${DEPLOYMENTS}/mesh-relay-0`,
       `GET ${DEPLOYMENTS}`,
       `GET ${SERVICES}`,
@@ -414,5 +427,26 @@ describe('reconcileNetwork', () => {
       ['Normal', 'Ready'],
       ['Warning', 'RelayError'],
     ]);
+  });
+
+  it('leaves a relay Service it does not own alone, and says so in Ready', async () => {
+    const { client, caches, ctx } = setup();
+    const withRelay: PeerNetwork = {
+      ...network,
+      metadata: { ...network.metadata, uid: 'u1' },
+      spec: {
+        swarmKeySecretRef: { name: 'k' },
+        relay: { enabled: true, announce: ['/ip4/203.0.113.10/tcp/4001'] },
+      },
+    };
+    caches.networks.put(withRelay);
+    // Someone else's Service under the relay's name: no owner reference to this network.
+    const theirs = { metadata: { name: 'mesh-relay-0', namespace: 'shop', labels: { app: 'theirs' } } };
+    client.objects.set(`${SERVICES}/mesh-relay-0`, theirs);
+    await expect(reconcileNetwork(ctx, 'shop/mesh')).rejects.toMatchObject({ name: 'ReconcileError' });
+    expect(client.take()).not.toContain(`PATCH ${SERVICES}/mesh-relay-0`);
+    expect(client.objects.get(`${SERVICES}/mesh-relay-0`)).toBe(theirs);
+    const status = client.objects.get(NETWORK_STATUS)?.status as PeerNetwork['status'];
+    expect(readyOf(status)?.reason).toBe('RelayObjectNotOwned');
   });
 });
