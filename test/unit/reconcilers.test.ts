@@ -136,7 +136,8 @@ function setup(sidecarStatus: SidecarStatusFetcher = async () => undefined) {
   };
   // The cache holds Secrets' metadata only; the key itself is read with a GET.
   caches.secrets.put({ metadata: { name: 'k', namespace: 'shop' } });
-  client.objects.set(SECRET, { metadata: { name: 'k', namespace: 'shop' }, data: { 'swarm.key': 'a2V5' } });
+  const key: V1Secret = { metadata: { name: 'k', namespace: 'shop' }, data: { 'swarm.key': 'a2V5' } };
+  client.objects.set(SECRET, key);
   const count = async (name: string) =>
     (await metrics.registry.getSingleMetric(name)?.get())?.values[0]?.value ?? 0;
   return { client, caches, ctx, logs, metrics, count };
