@@ -12,14 +12,13 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { Libp2p, Stream, StreamMessageEvent } from '@libp2p/interface';
-import { preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { parseConfig } from '../../sidecar/config.js';
 import { createNode, loadIdentity } from '../../sidecar/node.js';
+import { pnetProtector } from '../../sidecar/pnet/protector.js';
 import { readSwarmKey } from '../../sidecar/swarm-key.js';
-import '../../sidecar/pnet-xsalsa20-fix.js';
 
 const [mode = '', keyEnv = 'K', target = '', ...rest] = process.argv.slice(2);
 const psk = await readSwarmKey({ env: keyEnv }, process.env);
@@ -147,7 +146,7 @@ async function reserve(): Promise<Record<string, unknown>> {
     const node = await createLibp2p({
       privateKey: await generateKeyPair('Ed25519'),
       transports: [tcp({ dialOpts })],
-      connectionProtector: preSharedKey({ psk }),
+      connectionProtector: pnetProtector({ psk }),
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       connectionMonitor: { enabled: false },
