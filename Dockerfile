@@ -2,7 +2,7 @@
 # One image for both the operator and the sidecar/relay: the entrypoint is the `peertunnel` CLI
 # (`peertunnel operator ...`, `peertunnel node --config ...`), bundled by esbuild into
 # dist/bundle/ (subcommands in chunks loaded when they run). Its first line runs Node with the
-# flags of sidecar/node-flags.ts. Checked by test/integration/dockerfile.test.ts.
+# flags of sidecar/node/flags.ts. Checked by test/integration/dockerfile.test.ts.
 
 # --- build: all dependencies (TypeScript, the pinned Node), compile to dist/ -----------------------
 FROM node:24-slim AS build
@@ -30,6 +30,6 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 COPY --from=build /src/dist/bundle/ dist/bundle/
 # Non-root, numeric (so runAsNonRoot can verify it); the chart runs it with a read-only root filesystem.
 USER 65532:65532
-# `#!/usr/bin/env -S node <flags>`: the flags are chosen once, in sidecar/node-flags.ts.
+# `#!/usr/bin/env -S node <flags>`: the flags are chosen once, in sidecar/node/flags.ts.
 ENTRYPOINT ["/app/dist/bundle/peertunnel.mjs"]
 CMD ["--help"]

@@ -9,7 +9,7 @@
  * - `@achingbrain/ssdp` (UPnP discovery, loaded only with port mapping on): it reads its own
  *   package.json through a path relative to its module, which a bundle does not have;
  *
- * The first line carries the Node flags of sidecar/node-flags.ts, so the bundle run as a program
+ * The first line carries the Node flags of sidecar/node/flags.ts, so the bundle run as a program
  * (the image's entrypoint) gets them.
  */
 import { spawnSync } from 'node:child_process';
@@ -17,7 +17,7 @@ import { chmod, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promis
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { BUNDLE_PATH, IMAGE_UID, NODE_FLAGS } from '../sidecar/node-flags.js';
+import { BUNDLE_PATH, IMAGE_UID, NODE_FLAGS } from '../sidecar/node/flags.js';
 
 export const BUNDLE_EXTERNAL: readonly string[] = [
   'sodium-native',

@@ -52,26 +52,26 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'node': {
       const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
-      const { runNode } = await import('../sidecar/cli-node.js');
+      const { runNode } = await import('../sidecar/cli/node.js');
       cacheCompiled();
       return runNode(values.config, process.env);
     }
     case 'keygen': {
-      const { generateSwarmKey } = await import('../sidecar/swarm-key.js');
+      const { generateSwarmKey } = await import('../sidecar/config/swarm-key.js');
       process.stdout.write(generateSwarmKey());
       return 0;
     }
     case 'identity': {
       const { values } = parseArgs({ args: rest, options: { out: { type: 'string', short: 'o' } } });
       if (values.out === undefined) throw new UsageError('identity needs --out FILE');
-      const { writeIdentity } = await import('../sidecar/cli-node.js');
+      const { writeIdentity } = await import('../sidecar/cli/node.js');
       process.stdout.write(`${await writeIdentity(values.out)}\n`);
       return 0;
     }
     case 'cid': {
       const name = rest[0];
       if (name === undefined) throw new UsageError('cid needs a service name');
-      const { serviceKey } = await import('../sidecar/discovery.js');
+      const { serviceKey } = await import('../sidecar/discovery/service-directory.js');
       process.stdout.write(`${(await serviceKey(name)).toString()}\n`);
       return 0;
     }
@@ -80,7 +80,7 @@ async function main(argv: string[]): Promise<number> {
         args: rest,
         options: { admin: { type: 'string' }, json: { type: 'boolean' } },
       });
-      const { printStatus } = await import('../sidecar/cli-status.js');
+      const { printStatus } = await import('../sidecar/cli/status.js');
       return printStatus(values.admin ?? '127.0.0.1:9090', values.json === true);
     }
     case 'demo': {
@@ -91,7 +91,7 @@ async function main(argv: string[]): Promise<number> {
       const duration = values.duration === undefined ? undefined : Number(values.duration);
       if (duration !== undefined && !(duration > 0))
         throw new UsageError('--duration takes a number of seconds');
-      const { runDemo } = await import('../sidecar/demo.js');
+      const { runDemo } = await import('../sidecar/cli/demo.js');
       return runDemo({
         durationSeconds: duration,
         forwardPort: values.port === undefined ? undefined : Number(values.port),

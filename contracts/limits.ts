@@ -1,7 +1,7 @@
 /**
  * Size limits of what users configure, in one table: the node config's zod schema
- * (`sidecar/config.ts`), the CRDs' OpenAPI maxima (`crds/schema.ts`) and the operator's rendering
- * (`operator/render.ts`) all read it, so a PeerTunnel the API server accepts renders a node config
+ * (`sidecar/config/config.ts`), the CRDs' OpenAPI maxima (`crds/schema.ts`) and the operator's rendering
+ * (`operator/inject/render.ts`) all read it, so a PeerTunnel the API server accepts renders a node config
  * the sidecar accepts. Every list is bounded: a config or an object cannot grow a node's work
  * without limit.
  */

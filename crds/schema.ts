@@ -9,7 +9,7 @@
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 import { LIMITS } from '../contracts/limits.js';
 import { TUNNEL_PATHS } from '../contracts/paths.js';
-import { DEFAULT_DHT_PROTOCOL, SERVICE_NAME_PATTERN } from '../sidecar/config.js';
+import { DEFAULT_DHT_PROTOCOL, SERVICE_NAME_PATTERN } from '../sidecar/config/config.js';
 import {
   arr,
   bool,
@@ -64,7 +64,7 @@ const HOSTNAME =
 /** Base58btc peer IDs: Ed25519 (12D3KooW...), RSA (Qm...), secp256k1 (16Uiu2HA...). */
 const PEER_ID =
   '(12D3KooW[1-9A-HJ-NP-Za-km-z]{44}|Qm[1-9A-HJ-NP-Za-km-z]{44}|16Uiu2HA[1-9A-HJ-NP-Za-km-z]{45})';
-/** A TCP address as sidecar/address-check.ts reads it (a private network runs over TCP only). */
+/** A TCP address as sidecar/config/address-check.ts reads it (a private network runs over TCP only). */
 const TCP_ADDR = `/(ip4/${IPV4}|ip6/${IPV6}|(dns|dns4|dns6)/${HOSTNAME})/tcp/${PORT}`;
 const MULTIADDR = `^${TCP_ADDR}$`;
 const MULTIADDR_WITH_PEER = `^(${TCP_ADDR}|/dnsaddr/${HOSTNAME})/p2p/${PEER_ID}$`;

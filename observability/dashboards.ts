@@ -1,6 +1,6 @@
 /**
  * The Grafana dashboards the chart ships (charts/peertunnel/dashboards/*.json), written as code.
- * `node dist/observability/generate.js` writes the JSON files; test/unit/dashboards.test.ts checks
+ * `node dist/observability/generate.js` writes the JSON files; test/unit/observability/dashboards.test.ts checks
  * that the committed files equal this output and that every query names a real metric family, and
  * test/integration/prometheus.test.ts runs every query against a real Prometheus.
  *

@@ -1,7 +1,7 @@
 /**
  * Writes the chart's Grafana dashboards from observability/dashboards.ts:
  *   npm run build && node dist/observability/generate.js
- * test/unit/dashboards.test.ts fails when the committed files differ from this output.
+ * test/unit/observability/dashboards.test.ts fails when the committed files differ from this output.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';

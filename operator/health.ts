@@ -10,8 +10,8 @@ import {
   metricsRoute,
   readyRoute,
   SmallHttpServer,
-} from '../sidecar/http-server.js';
-import type { Logger } from '../sidecar/logger.js';
+} from '../sidecar/admin/http-server.js';
+import type { Logger } from '../sidecar/node/logger.js';
 
 export function healthServer(
   host: string,

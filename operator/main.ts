@@ -5,10 +5,10 @@
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { isLogLevel, type LogLevel } from '../contracts/log-levels.js';
-import { createLogger } from '../sidecar/logger.js';
-import { loadKubeConfig } from './kube.js';
+import { createLogger } from '../sidecar/node/logger.js';
+import { OperatorUsageError } from './errors.js';
+import { loadKubeConfig } from './kube/client.js';
 import { Operator, type OperatorOptions } from './operator.js';
-import { OperatorUsageError } from './runtime-errors.js';
 
 export const OPERATOR_USAGE = `usage: peertunnel operator [flags]
 

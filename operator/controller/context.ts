@@ -1,10 +1,10 @@
 /** What the reconcilers share: the caches, the API, events, metrics, a clock and the settings. */
 import type { V1Pod } from '@kubernetes/client-node';
 import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
-import type { Logger } from '../../sidecar/logger.js';
-import type { KubeClient, PartialObjectMetadata } from '../kube.js';
+import type { Logger } from '../../sidecar/node/logger.js';
+import type { InjectSettings } from '../inject/settings.js';
+import type { KubeClient, PartialObjectMetadata } from '../kube/client.js';
 import type { OperatorMetrics } from '../metrics.js';
-import type { InjectSettings } from '../settings.js';
 import type { EventRecorder } from './events.js';
 import type { SidecarStatusFetcher } from './sidecar-client.js';
 

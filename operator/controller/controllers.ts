@@ -5,9 +5,9 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
-import type { PartialObjectMetadata } from '../kube.js';
+import { matchesSelector } from '../inject/selector.js';
+import type { PartialObjectMetadata } from '../kube/client.js';
 import type { ReconcileKind } from '../metrics.js';
-import { matchesSelector } from '../selector.js';
 import { keyOf, type ReconcileContext, type ReconcileOutcome } from './context.js';
 import type { InformerEventType, ResilientInformer } from './informer.js';
 import { reconcileNetwork } from './network-reconciler.js';

@@ -7,9 +7,9 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { V1MicroTime } from '@kubernetes/client-node';
-import type { Logger } from '../../sidecar/logger.js';
-import { type KubeClient, type KubeObject, paths } from '../kube.js';
-import { isConflict } from '../runtime-errors.js';
+import type { Logger } from '../../sidecar/node/logger.js';
+import { isConflict } from '../errors.js';
+import { type KubeClient, type KubeObject, paths } from '../kube/client.js';
 
 export type EventType = 'Normal' | 'Warning';
 

@@ -5,8 +5,8 @@
  * and jitter, ignores errors while stopping, and tells when the cache is synced.
  */
 import { type KubeConfig, makeInformer } from '@kubernetes/client-node';
-import type { Logger } from '../../sidecar/logger.js';
-import { type KubeClient, type KubeObject, METADATA_ONLY } from '../kube.js';
+import type { Logger } from '../../sidecar/node/logger.js';
+import { type KubeClient, type KubeObject, METADATA_ONLY } from '../kube/client.js';
 import type { OperatorMetrics } from '../metrics.js';
 
 export type InformerEventType = 'add' | 'update' | 'delete';

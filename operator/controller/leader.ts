@@ -7,9 +7,9 @@
  * Lease times are MicroTime (V1MicroTime): the API server refuses a Lease with second-precision times.
  */
 import { V1MicroTime } from '@kubernetes/client-node';
-import type { Logger } from '../../sidecar/logger.js';
-import { type KubeClient, paths } from '../kube.js';
-import { isConflict, isNotFound } from '../runtime-errors.js';
+import type { Logger } from '../../sidecar/node/logger.js';
+import { isConflict, isNotFound } from '../errors.js';
+import { type KubeClient, paths } from '../kube/client.js';
 
 export interface LeaderElectorInit {
   namespace: string;

@@ -5,8 +5,8 @@
  */
 import type { V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node';
 import { API_VERSION, type PeerNetwork, type PeerNetworkStatus } from '../../crds/schema.js';
-import { type KubeClient, paths } from '../kube.js';
-import { isConflict } from '../runtime-errors.js';
+import { isConflict } from '../errors.js';
+import { type KubeClient, paths } from '../kube/client.js';
 import { type ReconcileContext, ReconcileError, type ReconcileOutcome, splitKey } from './context.js';
 import { computeNetworkStatus } from './network-status.js';
 import { EventReason } from './reasons.js';

@@ -4,7 +4,7 @@
  * the I/O; this decides the Ready condition and what is published.
  */
 import { DEFAULTS, type PeerNetwork, type PeerNetworkStatus } from '../../crds/schema.js';
-import { bootstrapPeers } from '../render.js';
+import { bootstrapPeers } from '../inject/render.js';
 import { NetworkReason } from './reasons.js';
 import { NotOwnedError, relaySpec } from './relay.js';
 import { type ConditionInput, type SwarmKeyState, setReady } from './status.js';

@@ -8,8 +8,8 @@ import type { V1Deployment, V1Service } from '@kubernetes/client-node';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { DEFAULTS, type PeerNetwork } from '../../crds/schema.js';
-import { CONFIG_ENV, type NodeConfigInput, parseConfig } from '../../sidecar/config.js';
-import { INJECT_ANNOTATION } from '../inject.js';
+import { CONFIG_ENV, type NodeConfigInput, parseConfig } from '../../sidecar/config/config.js';
+import { INJECT_ANNOTATION } from '../inject/inject.js';
 import {
   ADMIN_PORT_NAME,
   P2P_PORT_NAME,
@@ -18,8 +18,8 @@ import {
   SWARM_KEY_VOLUME,
   sidecarSecurityContext,
   swarmKeyVolume,
-} from '../render.js';
-import type { InjectSettings } from '../settings.js';
+} from '../inject/render.js';
+import type { InjectSettings } from '../inject/settings.js';
 
 export const RELAY_OF_LABEL = 'peertunnel.io/relay-of';
 export const RELAY_INDEX_LABEL = 'peertunnel.io/relay-index';

@@ -13,9 +13,9 @@ import { request } from 'node:http';
 import { isIP } from 'node:net';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseSidecarReport, type SidecarReport } from '../../contracts/sidecar-status.js';
-import type { Logger } from '../../sidecar/logger.js';
+import type { Logger } from '../../sidecar/node/logger.js';
+import { ADMIN_PORT_NAME } from '../inject/render.js';
 import type { OperatorMetrics } from '../metrics.js';
-import { ADMIN_PORT_NAME } from '../render.js';
 
 export const ADMIN_ADDRESS_ANNOTATION = 'peertunnel.io/admin-address';
 

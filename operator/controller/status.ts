@@ -15,11 +15,11 @@ import {
   type PeerTunnel,
   type PeerTunnelStatus,
 } from '../../crds/schema.js';
-import { INJECT_ANNOTATION, TUNNELS_ANNOTATION } from '../inject.js';
-import { SkipReason } from '../reasons.js';
-import { bootstrapPeers, canonicalJson } from '../render.js';
-import { matchesSelector } from '../selector.js';
-import { tunnelPolicyProblem } from '../tunnel-policy.js';
+import { INJECT_ANNOTATION, TUNNELS_ANNOTATION } from '../inject/inject.js';
+import { SkipReason } from '../inject/reasons.js';
+import { bootstrapPeers, canonicalJson } from '../inject/render.js';
+import { matchesSelector } from '../inject/selector.js';
+import { tunnelPolicyProblem } from '../inject/tunnel-policy.js';
 import { TunnelReason, type TunnelReasonCode } from './reasons.js';
 
 export interface ConditionInput {

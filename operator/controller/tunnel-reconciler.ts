@@ -8,7 +8,7 @@ import type { V1Pod, V1Secret } from '@kubernetes/client-node';
 import { ContractError } from '../../contracts/errors.js';
 import type { SidecarReport } from '../../contracts/sidecar-status.js';
 import { API_VERSION, CONDITION_READY, type PeerNetwork, type PeerTunnel } from '../../crds/schema.js';
-import { paths } from '../kube.js';
+import { paths } from '../kube/client.js';
 import { type ReconcileContext, ReconcileError, type ReconcileOutcome, splitKey } from './context.js';
 import { EventReason } from './reasons.js';
 import {

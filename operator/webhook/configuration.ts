@@ -10,9 +10,9 @@
  * pod creation.
  */
 
-import { INJECT_ANNOTATION } from '../inject.js';
-import { type KubeClient, paths } from '../kube.js';
-import { ALWAYS_EXCLUDED_NAMESPACES } from '../settings.js';
+import { INJECT_ANNOTATION } from '../inject/inject.js';
+import { ALWAYS_EXCLUDED_NAMESPACES } from '../inject/settings.js';
+import { type KubeClient, paths } from '../kube/client.js';
 
 export const WEBHOOK_NAME = 'inject.peertunnel.io';
 export const WEBHOOK_PATH = '/mutate-pods';

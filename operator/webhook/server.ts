@@ -14,12 +14,12 @@ import {
   CONNECTIONS_CHECK_INTERVAL_MS,
   DEFAULT_HTTP_LIMITS,
   type HttpLimits,
-} from '../../sidecar/http-server.js';
-import type { Logger } from '../../sidecar/logger.js';
-import { inject } from '../inject.js';
+} from '../../sidecar/admin/http-server.js';
+import type { Logger } from '../../sidecar/node/logger.js';
+import { inject } from '../inject/inject.js';
+import { SkipReason, type SkipReasonCode } from '../inject/reasons.js';
+import type { InjectSettings } from '../inject/settings.js';
 import type { OperatorMetrics } from '../metrics.js';
-import { SkipReason, type SkipReasonCode } from '../reasons.js';
-import type { InjectSettings } from '../settings.js';
 import type { CertBundle } from './certs.js';
 import { WEBHOOK_PATH } from './configuration.js';
 

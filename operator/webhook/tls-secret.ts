@@ -5,9 +5,9 @@
  * the winner's.
  */
 import type { V1Secret } from '@kubernetes/client-node';
-import type { Logger } from '../../sidecar/logger.js';
-import { type KubeClient, paths } from '../kube.js';
-import { CertificateError, isConflict } from '../runtime-errors.js';
+import type { Logger } from '../../sidecar/node/logger.js';
+import { CertificateError, isConflict } from '../errors.js';
+import { type KubeClient, paths } from '../kube/client.js';
 import { bundleProblem, type CertBundle, caStillValid, firstPem, issueCertificates } from './certs.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');

@@ -1,9 +1,9 @@
 /**
  * Every place this project replaces or reads a dependency's internals, in one list. Each patched
- * package is pinned to an exact version in package.json; test/unit/patches.test.ts checks every
+ * package is pinned to an exact version in package.json; test/unit/sidecar/patches/patches.test.ts checks every
  * target below against the installed packages, so an upgrade that moves one fails there, and a
  * node whose patch target is missing fails its start (PatchTargetMissingError).
- * The private-network cipher is not a patch: sidecar/pnet/ is our own protector.
+ * The private-network cipher is not a patch: sidecar/crypto/pnet-protector.ts is our own protector.
  */
 
 export interface PatchInfo {

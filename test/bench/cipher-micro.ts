@@ -12,10 +12,10 @@ import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto';
 import type { MessageStream } from '@libp2p/interface';
 import { preSharedKey } from '@libp2p/pnet';
 import { multiaddrConnectionPair } from '@libp2p/utils';
-import { opensslAead, sodiumAead } from '../../sidecar/noise-crypto.js';
-import { PnetProtector } from '../../sidecar/pnet/protector.js';
-import { XSalsa20Stream } from '../../sidecar/pnet/xsalsa20.js';
-import { generateSwarmKey, parseSwarmKey } from '../../sidecar/swarm-key.js';
+import { generateSwarmKey, parseSwarmKey } from '../../sidecar/config/swarm-key.js';
+import { opensslAead, sodiumAead } from '../../sidecar/crypto/noise-crypto.js';
+import { PnetProtector } from '../../sidecar/crypto/pnet-protector.js';
+import { XSalsa20Stream } from '../../sidecar/crypto/xsalsa20.js';
 
 const msArg = process.argv.indexOf('--ms');
 const BUDGET_MS = msArg > 0 ? Number(process.argv[msArg + 1]) : 400;

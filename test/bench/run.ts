@@ -16,7 +16,7 @@
  *   operator (test/bench/operator.ts: a real API server; in quick mode only when named).
  *   lab (test/bench/lab.ts: the NAT lab, needs root; in quick mode only when named).
  * The tunnel's nodes run as the image runs them: the bundle (dist/bundle/peertunnel.mjs) with the
- * Node flags of sidecar/node-flags.ts; the table's notes name them.
+ * Node flags of sidecar/node/flags.ts; the table's notes name them.
  * - BENCH_NODE_FLAGS="...": other Node flags for the tunnel's nodes instead (to choose them by
  *   measurement, e.g. `--max-semi-space-size=2`; an empty string: none).
  * - BENCH_NODE_OPTIONS=...: extra NODE_OPTIONS for the forwarder and exposer, e.g. `--import
@@ -33,7 +33,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { NODE_FLAGS } from '../../sidecar/node-flags.js';
+import { NODE_FLAGS } from '../../sidecar/node/flags.js';
 import {
   BUNDLE,
   type NodeProcess,

@@ -1,6 +1,6 @@
 /** What an operator needs in a fresh API server before it starts: shared by tests and the bench. */
 import { peerNetworkCrd, peerTunnelCrd } from '../../crds/schema.js';
-import { operatorRbac } from '../../operator/rbac.js';
+import { operatorRbac } from '../../operator/kube/rbac.js';
 import type { ControlPlane } from './control-plane.js';
 
 export const OPERATOR_NS = 'peertunnel-system';

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1ConfigMap, V1Container, V1Pod, V1Secret } from '@kubernetes/client-node';
 import { ADMIN_ADDRESS_ANNOTATION } from '../../operator/controller/sidecar-client.js';
-import { CONFIG_ENV, type NodeConfigInput } from '../../sidecar/config.js';
+import { CONFIG_ENV, type NodeConfigInput } from '../../sidecar/config/config.js';
 import { type NodeProcess, startNodeProcess } from '../helpers/node-process.js';
 import type { ControlPlane } from './control-plane.js';
 import { ContainerConfigError, type ObjectSource, resolveContainerEnv } from './kubelet/env.js';

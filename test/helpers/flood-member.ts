@@ -15,10 +15,10 @@ import type { Libp2p, Stream, StreamMessageEvent } from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
-import { parseConfig } from '../../sidecar/config.js';
-import { createNode, loadIdentity } from '../../sidecar/node.js';
-import { pnetProtector } from '../../sidecar/pnet/protector.js';
-import { readSwarmKey } from '../../sidecar/swarm-key.js';
+import { parseConfig } from '../../sidecar/config/config.js';
+import { readSwarmKey } from '../../sidecar/config/swarm-key.js';
+import { pnetProtector } from '../../sidecar/crypto/pnet-protector.js';
+import { createNode, loadIdentity } from '../../sidecar/node/libp2p-node.js';
 
 const [mode = '', keyEnv = 'K', target = '', ...rest] = process.argv.slice(2);
 const psk = await readSwarmKey({ env: keyEnv }, process.env);

@@ -3,8 +3,8 @@
  * on 127.0.0.1 inside the namespace, read from inside the namespace too (the lab is never linked
  * to the host's namespace, so the test process cannot reach it directly).
  */
-import type { NodeConfigInput } from '../../sidecar/config.js';
-import type { PeerNodeStatus } from '../../sidecar/peer-node.js';
+import type { NodeConfigInput } from '../../sidecar/config/config.js';
+import type { PeerNodeStatus } from '../../sidecar/node/peer-node.js';
 import type { LabNode } from '../lab/index.js';
 import { type NodeProcess, parseMetric, startNodeProcess } from './node-process.js';
 

@@ -7,10 +7,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { NodeConfigInput } from '../../sidecar/config.js';
-import { BUNDLE_PATH, NODE_FLAGS } from '../../sidecar/node-flags.js';
-import type { PeerNodeStatus } from '../../sidecar/peer-node.js';
-import { generateSwarmKey } from '../../sidecar/swarm-key.js';
+import type { NodeConfigInput } from '../../sidecar/config/config.js';
+import { generateSwarmKey } from '../../sidecar/config/swarm-key.js';
+import { BUNDLE_PATH, NODE_FLAGS } from '../../sidecar/node/flags.js';
+import type { PeerNodeStatus } from '../../sidecar/node/peer-node.js';
 
 export const REPO_ROOT = resolve(
   import.meta.dirname,
@@ -19,7 +19,7 @@ export const REPO_ROOT = resolve(
   import.meta.dirname.includes('/dist/') ? '..' : '.',
 );
 export const CLI = join(REPO_ROOT, 'dist', 'bin', 'peertunnel.js');
-/** The bundled CLI the image runs (sidecar/node-flags.ts). */
+/** The bundled CLI the image runs (sidecar/node/flags.ts). */
 export const BUNDLE = join(REPO_ROOT, BUNDLE_PATH);
 
 export interface LogLine {
@@ -53,7 +53,7 @@ export interface StartNodeOptions {
   startTimeoutMs?: number;
   /**
    * Run the bundle with Node flags, as the image does: `true` for the flags of
-   * sidecar/node-flags.ts, or the flags to use instead. Default: the unbundled CLI, no flags.
+   * sidecar/node/flags.ts, or the flags to use instead. Default: the unbundled CLI, no flags.
    */
   bundle?: boolean | readonly string[];
 }

@@ -5,9 +5,9 @@
  */
 
 import { multiaddr } from '@multiformats/multiaddr';
-import { parseConfig } from '../../sidecar/config.js';
-import { createNode, loadIdentity } from '../../sidecar/node.js';
-import { readSwarmKey } from '../../sidecar/swarm-key.js';
+import { parseConfig } from '../../sidecar/config/config.js';
+import { readSwarmKey } from '../../sidecar/config/swarm-key.js';
+import { createNode, loadIdentity } from '../../sidecar/node/libp2p-node.js';
 
 const [keyEnv = 'K', target = '', protocol = ''] = process.argv.slice(2);
 const config = parseConfig({ swarmKey: { env: keyEnv }, listen: ['/ip4/127.0.0.1/tcp/0'] });

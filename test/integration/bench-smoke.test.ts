@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect, it } from '@jest/globals';
-import { NODE_FLAGS } from '../../sidecar/node-flags.js';
+import { NODE_FLAGS } from '../../sidecar/node/flags.js';
 import { COLUMNS, type ResultRow, ROWS } from '../bench/table.js';
 import { REPO_ROOT } from '../helpers/node-process.js';
 

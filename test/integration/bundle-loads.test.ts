@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { NodeConfigInput } from '../../sidecar/config.js';
-import { BUNDLE_PATH } from '../../sidecar/node-flags.js';
+import type { NodeConfigInput } from '../../sidecar/config/config.js';
+import { BUNDLE_PATH } from '../../sidecar/node/flags.js';
 import { followJsonLog, REPO_ROOT, testSwarmKey } from '../helpers/node-process.js';
 
 const NODE24_DIR = join(REPO_ROOT, 'node_modules', '.bin');

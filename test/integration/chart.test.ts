@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { parse, stringify } from 'yaml';
+import { DEFAULT_SETTINGS } from '../../operator/inject/settings.js';
+import { DEFAULT_OBJECT_NAMES, operatorRbac } from '../../operator/kube/rbac.js';
 import { parseOperatorArgs } from '../../operator/main.js';
-import { DEFAULT_OBJECT_NAMES, operatorRbac } from '../../operator/rbac.js';
-import { DEFAULT_SETTINGS } from '../../operator/settings.js';
 import { renderWebhookConfiguration } from '../../operator/webhook/configuration.js';
-import { parseConfig } from '../../sidecar/config.js';
+import { parseConfig } from '../../sidecar/config/config.js';
 import { requireTools } from '../env/skip.js';
 import { REPO_ROOT } from '../helpers/node-process.js';
 import { CHART, FIXTURES, find, flag, type K8sObject, parseManifests, runHelm } from './chart-helpers.js';
@@ -115,7 +115,7 @@ describe('Helm chart, rendered by the real helm', () => {
     expect(r.stderr).toContain(names);
   });
 
-  it('grants exactly the RBAC of operator/rbac.ts, to the chart’s ServiceAccount', async () => {
+  it('grants exactly the RBAC of operator/kube/rbac.ts, to the chart’s ServiceAccount', async () => {
     if (skip) return;
     for (const c of CASES) {
       const objects = await template(

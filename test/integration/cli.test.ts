@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CLI, REPO_ROOT } from '../helpers/node-process.js';
-import { loadConfigCorpus } from '../unit/config-corpus.js';
+import { loadConfigCorpus } from '../unit/sidecar/config/config-corpus.js';
 
 interface Run {
   code: number;

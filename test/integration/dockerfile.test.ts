@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { BUNDLE_PATH, IMAGE_UID, NODE_FLAGS } from '../../sidecar/node-flags.js';
+import { BUNDLE_PATH, IMAGE_UID, NODE_FLAGS } from '../../sidecar/node/flags.js';
 import { REPO_ROOT } from '../helpers/node-process.js';
 
 const run = promisify(execFile);
@@ -160,7 +160,7 @@ describe('Dockerfile', () => {
       env: { ...process.env, PATH: `${join(REPO_ROOT, 'node_modules', '.bin')}:${process.env.PATH ?? ''}` },
     });
     expect(await exists(join(buildDir, BUNDLE_PATH))).toBe(true);
-    // The flags of sidecar/node-flags.ts, on the line the image's entrypoint runs.
+    // The flags of sidecar/node/flags.ts, on the line the image's entrypoint runs.
     const firstLine = (await readFile(join(buildDir, BUNDLE_PATH), 'utf8')).split('\n')[0];
     expect(firstLine).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
     expect((await stat(join(buildDir, BUNDLE_PATH))).mode & 0o111).toBe(0o111);

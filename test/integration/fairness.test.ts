@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { streamLimits } from '../../sidecar/stream-limits.js';
+import { streamLimits } from '../../sidecar/tunnel/stream-limits.js';
 import {
   eventually,
   followJsonLog,

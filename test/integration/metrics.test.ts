@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Registry } from 'prom-client';
 import { createOperatorMetrics } from '../../operator/metrics.js';
-import { createSidecarMetrics } from '../../sidecar/metrics.js';
+import { createSidecarMetrics } from '../../sidecar/admin/metrics.js';
 import { describeWithControlPlane } from '../env/skip.js';
 import { eventually, parseMetric } from '../helpers/node-process.js';
 import { type DataPlane, startDataPlane, startObservedOperator } from './observability-harness.js';
@@ -172,7 +172,7 @@ const MOVED_ELSEWHERE: Record<string, string> = {
   peertunnel_port_mapping_operations_total: 'test/lab/port-mapping.test.ts',
   peertunnel_inbound_refused_total: 'test/integration/pre-auth.test.ts',
   // Refusals of /status off loopback and of connections over the cap (the server's callback).
-  peertunnel_admin_refused_total: 'test/unit/admin-http.test.ts',
+  peertunnel_admin_refused_total: 'test/unit/sidecar/admin/http-server.test.ts',
 };
 
 describe('sidecar /metrics, family by family', () => {
@@ -295,11 +295,11 @@ describeWithControlPlane(
      */
     const movedElsewhere = [
       'peertunnel_operator_informer_restarts_total',
-      // Moves on a /status that breaks the contract: test/unit/reconcilers.test.ts.
+      // Moves on a /status that breaks the contract: test/unit/operator/controller/reconcilers.test.ts.
       'peertunnel_operator_sidecar_status_invalid_total',
       // Moved by test/integration/operator-poller.test.ts (a redirecting and a 300 MiB /status).
       'peertunnel_operator_status_poll_failures_total',
-      // Connections over the cap: the shared server's drops, test/unit/admin-http.test.ts.
+      // Connections over the cap: the shared server's drops, test/unit/sidecar/admin/http-server.test.ts.
       'peertunnel_operator_http_refused_total',
     ];
 

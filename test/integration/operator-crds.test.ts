@@ -5,8 +5,8 @@
  */
 import { expect, it } from '@jest/globals';
 import { describeWithControlPlane } from '../env/skip.js';
-import { loadConfigCorpus, loadCorpusBases } from '../unit/config-corpus.js';
-import { loadInvalidCrdFixtures, loadValidCrdFixtures } from '../unit/crd-fixtures.js';
+import { loadInvalidCrdFixtures, loadValidCrdFixtures } from '../unit/crds/crd-fixtures.js';
+import { loadConfigCorpus, loadCorpusBases } from '../unit/sidecar/config/config-corpus.js';
 import { eventually, installOperatorPrerequisites, operatorUsers } from './operator-harness.js';
 
 const NS = 'crd-test';

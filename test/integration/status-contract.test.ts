@@ -11,10 +11,10 @@ import { tunnelPathOf } from '../../contracts/paths.js';
 import type { SidecarReport } from '../../contracts/sidecar-status.js';
 import { httpSidecarStatus } from '../../operator/controller/sidecar-client.js';
 import { createOperatorMetrics } from '../../operator/metrics.js';
-import { type NodeConfigInput, parseConfig } from '../../sidecar/config.js';
-import { silentLogger } from '../../sidecar/logger.js';
-import { PeerNode } from '../../sidecar/peer-node.js';
-import { generateSwarmKey } from '../../sidecar/swarm-key.js';
+import { type NodeConfigInput, parseConfig } from '../../sidecar/config/config.js';
+import { generateSwarmKey } from '../../sidecar/config/swarm-key.js';
+import { silentLogger } from '../../sidecar/node/logger.js';
+import { PeerNode } from '../../sidecar/node/peer-node.js';
 import { freePort } from './operator-harness.js';
 
 const KEY = 'PEERTUNNEL_CONTRACT_TEST_KEY';

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
-import { renderSidecar } from '../../operator/render.js';
-import { injectSettings } from '../../operator/settings.js';
-import type { NodeConfigInput } from '../../sidecar/config.js';
+import { renderSidecar } from '../../operator/inject/render.js';
+import { injectSettings } from '../../operator/inject/settings.js';
+import type { NodeConfigInput } from '../../sidecar/config/config.js';
 import { type NodeProcess, startNodeProcess, testSwarmKey } from '../helpers/node-process.js';
 
 const BOOT = '/ip4/127.0.0.1/tcp/9/p2p/12D3KooWGzBkkmGXdkaBLMW4S37Cr8nqHU5DfZBG4AShdXjd1Cxn';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { writeIdentity } from '../../sidecar/cli-node.js';
+import { writeIdentity } from '../../sidecar/cli/node.js';
 import {
   eventually,
   type NodeProcess,

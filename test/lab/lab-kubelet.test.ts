@@ -21,9 +21,9 @@ import {
   renderRelayDeployment,
 } from '../../operator/controller/relay.js';
 import { ADMIN_ADDRESS_ANNOTATION } from '../../operator/controller/sidecar-client.js';
-import { renderContainer, SWARM_KEY_FILE, swarmKeyVolume } from '../../operator/render.js';
-import { injectSettings } from '../../operator/settings.js';
-import type { NodeConfigInput } from '../../sidecar/config.js';
+import { renderContainer, SWARM_KEY_FILE, swarmKeyVolume } from '../../operator/inject/render.js';
+import { injectSettings } from '../../operator/inject/settings.js';
+import type { NodeConfigInput } from '../../sidecar/config/config.js';
 import type { ControlPlane } from '../env/control-plane.js';
 import { type LabKubelet, startLabKubelet } from '../env/lab-kubelet.js';
 import { describeWithControlPlane } from '../env/skip.js';

@@ -6,7 +6,7 @@
  * Needs root and `npm run build` (nodes run from dist/); see test/lab/README.md.
  */
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
-import type { NodeConfigInput } from '../../sidecar/config.js';
+import type { NodeConfigInput } from '../../sidecar/config/config.js';
 import { type LabNodeProcess, startLabNode } from '../helpers/lab-node.js';
 import { eventually, testSwarmKey } from '../helpers/node-process.js';
 import {

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import type { V1Container } from '@kubernetes/client-node';
-import { BUNDLE_PATH, NODE_FLAGS } from '../../../sidecar/node-flags.js';
+import { BUNDLE_PATH, NODE_FLAGS } from '../../../sidecar/node/flags.js';
 
 /** Where a container's argv comes from, as in a Dockerfile. */
 export interface ImageSpec {
@@ -36,7 +36,7 @@ export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 
 /**
  * The images the e2e needs, by repository. The peertunnel image's entrypoint is our CLI (see the
- * Dockerfile: the bundle dist/bundle/peertunnel.mjs run with the flags of sidecar/node-flags.ts,
+ * Dockerfile: the bundle dist/bundle/peertunnel.mjs run with the flags of sidecar/node/flags.ts,
  * USER 65532, HOME=/tmp): here the bundle built in this work tree under this process's Node.
  * `redis` is Debian's redis-server.
  */
