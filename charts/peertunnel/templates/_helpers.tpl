@@ -54,7 +54,7 @@ app.kubernetes.io/component: operator
 {{- define "peertunnel.leaseName" -}}{{ include "peertunnel.fullname" . }}-operator{{- end -}}
 {{- define "peertunnel.certificate" -}}{{ include "peertunnel.fullname" . }}-webhook{{- end -}}
 
-{{/* The sidecar/relay container security context (operator/render.ts sidecarSecurityContext). */}}
+{{/* The sidecar/relay container security context (operator/inject/render.ts sidecarSecurityContext). */}}
 {{- define "peertunnel.containerSecurityContext" -}}
 runAsNonRoot: true
 runAsUser: 65532
