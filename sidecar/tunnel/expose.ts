@@ -25,9 +25,9 @@ import {
   TARGET_UNREACHABLE,
 } from '../discovery/service-directory.js';
 import type { Logger } from '../node/logger.js';
-import { MAX_TUNNEL_STREAMS } from './forward.js';
 import { meteredPipe } from './metered-pipe.js';
 import { StreamLimiter as Limiter, type StreamLimiter, type StreamRefusal } from './stream-limits.js';
+import { MAX_TUNNEL_STREAMS } from './stream-opener.js';
 
 export interface ExposeHandlerInit {
   /** Give the local target this long to accept. @default 5000 */
