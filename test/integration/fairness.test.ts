@@ -227,6 +227,9 @@ describe('one member taking more than its share', () => {
     const refusedReservations = await relay.metric('peertunnel_relay_reservations_refused_total', {
       reason: 'per_address',
     });
+    const dropped = await relay.metric('peertunnel_relay_reservations_dropped_total', {
+      reason: 'disconnected',
+    });
     const serving = (await relay.status()).nat.serving ?? -1;
     console.log(
       JSON.stringify({
@@ -240,6 +243,7 @@ describe('one member taking more than its share', () => {
         refusedTotal,
         targetSockets,
         refusedReservations,
+        dropped,
         serving,
       }),
     );
@@ -256,6 +260,7 @@ describe('one member taking more than its share', () => {
     expect(refusedReservations).toBeGreaterThan(0);
     expect(refusedReservations).toBe(Number(reserved.status_202 ?? 0));
     // Per address, and dropped on disconnect: the relay never held more than the address may.
+    expect(dropped).toBeGreaterThan(0);
     expect(serving).toBeLessThanOrEqual(128 + 2);
     expect(relayRss).toBeLessThan(RELAY_LIMIT);
     // The member kept its reservation, and a member that joins now gets one.

@@ -147,7 +147,12 @@ const SIDECAR_CHECKS: Record<string, Check> = {
   },
   peertunnel_ready: (t) => {
     expect(v(t.forwarder, 'peertunnel_ready')).toBe(1);
-    expect(v(t.exposer, 'peertunnel_ready')).toBe(1);
+    // The exposer's 'dead' target refuses connections: it says so by not being ready.
+    expect(v(t.exposer, 'peertunnel_ready')).toBe(0);
+  },
+  peertunnel_expose_target_up: (t) => {
+    expect(v(t.exposer, 'peertunnel_expose_target_up', { service: 'echo' })).toBe(1);
+    expect(v(t.exposer, 'peertunnel_expose_target_up', { service: 'dead' })).toBe(0);
   },
   peertunnel_reachability: (t) => {
     const states = ['public', 'private', 'unknown'].map((state) =>
@@ -171,6 +176,11 @@ const MOVED_ELSEWHERE: Record<string, string> = {
   peertunnel_port_mappings: 'test/lab/port-mapping.test.ts',
   peertunnel_port_mapping_operations_total: 'test/lab/port-mapping.test.ts',
   peertunnel_inbound_refused_total: 'test/integration/pre-auth.test.ts',
+  // A member past its share of relay reservations, and its throw-away identities leaving.
+  peertunnel_relay_reservations_refused_total: 'test/integration/fairness.test.ts',
+  peertunnel_relay_reservations_dropped_total: 'test/integration/fairness.test.ts',
+  // The bounded DHT record store's refusals; the store itself: test/unit/sidecar/tunnel/fair-limits.test.ts.
+  peertunnel_dht_records_refused_total: 'test/unit/sidecar/tunnel/fair-limits.test.ts',
   // Refusals of /status off loopback and of connections over the cap (the server's callback).
   peertunnel_admin_refused_total: 'test/unit/sidecar/admin/http-server.test.ts',
 };
