@@ -1,6 +1,6 @@
 /**
  * The part of a sidecar's `/status` that crosses a process boundary: the sidecar writes it
- * (`sidecar/node/peer-node.ts` extends it with what only people read), the operator reads it to compute
+ * (`sidecar/node/node-status.ts` extends it with what only people read), the operator reads it to compute
  * PeerTunnel status. One definition, so the two cannot drift; the reader checks what it gets.
  */
 import { ContractError } from './errors.js';
