@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines on purpose: both CRDs' types and their OpenAPI schema stay side by side, field by field.
+ *
  * PeerNetwork and PeerTunnel (peertunnel.io/v1alpha1): the one source of truth for both their
  * TypeScript types and the `openAPIV3Schema` of their CRDs (`crds/generate.ts` writes the YAML).
  *

@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines on purpose: each panel of the three dashboards is data here, kept in dashboard order.
+ *
  * The Grafana dashboards the chart ships (charts/peertunnel/dashboards/*.json), written as code.
  * `node dist/observability/generate.js` writes the JSON files; test/unit/observability/dashboards.test.ts checks
  * that the committed files equal this output and that every query names a real metric family, and

@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines on purpose: container, volumes, probes and node config are rendered from one merge decision.
+ *
  * Renders the sidecar of one pod: the tunnels that select it and their network → the node config
  * (validated by the sidecar's own `parseConfig`) and the container that runs it. Pure.
  *

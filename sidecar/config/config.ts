@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines on purpose: the node config is one contract (schema, bounds, one-line errors).
+ *
  * Node config: the schema, loading from a file or the environment, and one-line errors.
  *
  * This module is the contract between the operator (which renders configs into pods) and the node

@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines on purpose: announcing, lookups and the identify feed share one per-name state.
+ *
  * Service records in the DHT: exposers announce (provide) each name and keep re-announcing it;
  * forwarders look providers up, keep them in a pool per name, and refresh in the background.
  *

@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines on purpose: the four replaced DCUtR steps share one per-peer round state.
+ *
  * `holePunch()`: DCUtR (@libp2p/dcutr) made to work between NATed Node.js nodes.
  *
  * Stock DCUtR trades `addressManager.getAddresses()`, which never holds a NAT's public side

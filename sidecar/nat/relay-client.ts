@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines on purpose: one reservation state machine per relay (make, renew, make again, report).
+ *
  * `relayClient()`: keeps circuit relay v2 reservations on the network's relays.
  *
  * js-libp2p makes a reservation for a `/p2p/<relay>/p2p-circuit` listen address once and never

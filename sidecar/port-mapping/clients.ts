@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines on purpose: two gateway protocols behind one interface, each library workaround beside its call.
+ *
  * The two gateway protocols behind one small interface, both driven through
  * `@achingbrain/nat-port-mapper` 4.0.5, with our own workarounds for its bugs (each marked
  * "library bug" below; all confirmed against miniupnpd in the NAT lab, see test/lab/README.md):

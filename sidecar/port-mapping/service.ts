@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines on purpose: one state machine (find, map, renew, map again, unmap) read whole.
+ *
  * The port mapper's moving part: one background loop that finds a gateway, maps, renews at
  * half-life, and maps again (with backoff) when the mapping is lost; stop() removes the mapping
  * from the gateway before the protocol client is closed.

@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines on purpose: the handler, the target-connected byte and the target probe share one target state.
+ *
  * One `expose`: a stream handler for /x/peertunnel/<name>/1.1.0 and /1.0.0 that connects each
  * incoming stream to this node's own configured target and nothing else. No byte of the stream
  * chooses a host or a port.
