@@ -6,8 +6,9 @@
  */
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from '../../sidecar/node/logger.js';
-import { CertificateError, isConflict } from '../errors.js';
-import { type KubeClient, paths } from '../kube/client.js';
+import { CertificateError } from '../errors.js';
+import type { KubeClient } from '../kube/client.js';
+import { ensureSharedSecret } from '../kube/shared-secret.js';
 import { bundleProblem, type CertBundle, caStillValid, firstPem, issueCertificates } from './certs.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -21,47 +22,38 @@ export function bundleFromSecret(secret: V1Secret): CertBundle {
   };
 }
 
-export async function ensureWebhookSecret(
+export function ensureWebhookSecret(
   client: KubeClient,
   namespace: string,
   name: string,
   hosts: readonly string[],
   logger: Logger,
 ): Promise<CertBundle> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const existing = await client.find<V1Secret>(paths.secret(namespace, name));
-    let previousCa = '';
-    if (existing !== undefined) {
+  return ensureSharedSecret(client, {
+    namespace,
+    name,
+    component: 'webhook',
+    type: 'kubernetes.io/tls',
+    current: (existing) => {
       const bundle = bundleFromSecret(existing);
       const problem = bundleProblem(bundle, hosts);
       if (problem === undefined) return bundle;
       logger.info({ event: 'webhook_cert_reissue', reason: problem }, 're-issuing the webhook certificate');
+      return undefined;
+    },
+    make: async (existing) => {
       // Trusted alongside the new CA until every API server has the new caBundle.
-      previousCa = caStillValid(bundle.caPem) ? firstPem(bundle.caPem) : '';
-    }
-    const fresh = await issueCertificates(hosts);
-    const bundle = { ...fresh, caPem: `${fresh.caPem.trimEnd()}\n${previousCa}` };
-    const body: V1Secret = {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: {
-        name,
-        namespace,
-        labels: { 'app.kubernetes.io/name': 'peertunnel', 'app.kubernetes.io/component': 'webhook' },
-        resourceVersion: existing?.metadata?.resourceVersion,
-      },
-      type: 'kubernetes.io/tls',
-      data: { 'ca.crt': b64(bundle.caPem), 'tls.crt': b64(bundle.certPem), 'tls.key': b64(bundle.keyPem) },
-    };
-    try {
-      if (existing === undefined) await client.create(paths.secrets(namespace), body);
-      else await client.replace(paths.secret(namespace, name), body);
-      logger.info({ event: 'webhook_cert_issued', secret: name, hosts }, 'webhook certificate issued');
-      return bundle;
-    } catch (err) {
-      // 409: another replica created or replaced it first; use theirs.
-      if (!isConflict(err)) throw err;
-    }
-  }
-  throw new CertificateError(`Secret ${namespace}/${name} kept changing under us; giving up for now`);
+      const old = existing === undefined ? undefined : bundleFromSecret(existing).caPem;
+      const previousCa = old !== undefined && caStillValid(old) ? firstPem(old) : '';
+      const fresh = await issueCertificates(hosts);
+      const bundle = { ...fresh, caPem: `${fresh.caPem.trimEnd()}\n${previousCa}` };
+      return {
+        value: bundle,
+        data: { 'ca.crt': b64(bundle.caPem), 'tls.crt': b64(bundle.certPem), 'tls.key': b64(bundle.keyPem) },
+      };
+    },
+    written: () =>
+      logger.info({ event: 'webhook_cert_issued', secret: name, hosts }, 'webhook certificate issued'),
+    gaveUp: (message) => new CertificateError(message),
+  });
 }
