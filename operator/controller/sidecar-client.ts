@@ -6,8 +6,8 @@
  *
  * Where a sidecar is reached is a function (`AdminAddressResolver`), so tests whose pod runner
  * runs sidecars on 127.0.0.1 can say so: with `trustAnnotation` the pod's
- * `peertunnel.io/admin-address` annotation may name the port, but only on the pod's own IP. It is
- * off by default.
+ * `peertunnel.io/admin-address` annotation may name the port, on the pod's own IP or on loopback
+ * (where test runners forward admin ports), never another host. It is off by default.
  */
 import { request } from 'node:http';
 import { isIP } from 'node:net';
@@ -22,6 +22,8 @@ export const ADMIN_ADDRESS_ANNOTATION = 'peertunnel.io/admin-address';
 /** A /status is a few KiB per peer and forward; this is far above any real one. */
 export const MAX_STATUS_BYTES = 256 * 1024;
 export const STATUS_TIMEOUT_MS = 2_000;
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1']);
 
 export interface AdminAddress {
   host: string;
@@ -50,8 +52,9 @@ export function defaultAdminAddress(
     if (ip === undefined || isIP(ip) === 0) return undefined;
     if (trustAnnotation) {
       const a = parseHostPort(pod.metadata?.annotations?.[ADMIN_ADDRESS_ANNOTATION] ?? '');
-      // Only the port may come from the annotation: the host is always the pod's own IP.
-      if (a !== undefined && a.host === ip) return a;
+      // The port may come from the annotation; the host only when it is the pod's own IP, or
+      // loopback: test pod runners forward each admin port to 127.0.0.1 on the operator's host.
+      if (a !== undefined && (a.host === ip || LOOPBACK_HOSTS.has(a.host))) return a;
     }
     const sidecar = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find(
       (c) => c.name === containerName,

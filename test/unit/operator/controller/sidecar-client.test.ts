@@ -118,7 +118,7 @@ describe('status poller', () => {
     expect(Date.now() - t0).toBeLessThan(2_000);
   });
 
-  it('asks only the pod IP: an annotation may name the port there, never another host', () => {
+  it('asks only the pod IP: an annotation may name the port there or on loopback, never another host', () => {
     const pod = (annotation: string | undefined, podIP = '10.1.2.3'): V1Pod => ({
       metadata: { annotations: annotation === undefined ? {} : { [ADMIN_ADDRESS_ANNOTATION]: annotation } },
       spec: {
@@ -132,6 +132,9 @@ describe('status poller', () => {
     expect(trusting(pod('10.1.2.3:7000'))).toEqual({ host: '10.1.2.3', port: 7000 });
     expect(trusting(pod('169.254.169.254:80'))).toEqual({ host: '10.1.2.3', port: 9191 });
     expect(trusting(pod('example.com:80'))).toEqual({ host: '10.1.2.3', port: 9191 });
+    // Test pod runners forward admin ports to the operator's loopback (only with the test flag).
+    expect(trusting(pod('127.0.0.1:7000'))).toEqual({ host: '127.0.0.1', port: 7000 });
+    expect(strict(pod('127.0.0.1:7000'))).toEqual({ host: '10.1.2.3', port: 9191 });
     expect(trusting(pod(undefined, 'not-an-ip'))).toBeUndefined();
   });
 });
