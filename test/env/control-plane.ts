@@ -80,6 +80,12 @@ export interface ControlPlaneOptions {
   startTimeoutMs?: number;
   /** Keep the temp dir (logs, kubeconfig, etcd data) after stop(). Default: env PEERTUNNEL_KEEP_ENV=1. */
   keepDir?: boolean;
+  /**
+   * A kube-apiserver audit policy (an `audit.k8s.io/v1` Policy object): the API server then writes
+   * the events it selects as JSON lines to `ControlPlane.auditLogPath`, in blocking mode (each
+   * event is written while its request is handled, not batched). Default: no audit log.
+   */
+  auditPolicy?: object;
   /** Tool paths; default: `ensureTools()` (which builds them on a cold cache). */
   tools?: ToolPaths;
 }
@@ -131,6 +137,8 @@ export interface ControlPlane {
   readonly scheduler: boolean;
   /** The API server's way to its nodes (`ControlPlaneOptions.egressProxy`). */
   readonly egress: EgressProxy | undefined;
+  /** The audit log (JSON lines, in `dir`) when `ControlPlaneOptions.auditPolicy` was given. */
+  readonly auditLogPath: string | undefined;
   /** Runs kubectl against this control plane; never throws on a non-zero exit. */
   kubectl(args: readonly string[], opts?: CommandOptions): Promise<CommandResult>;
   /** Runs kubectl and returns stdout; throws CommandFailedError on a non-zero exit. */
@@ -564,6 +572,11 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
 
     if (opts.egressProxy === true) egress = await startEgressProxy(dir, (p, text) => writeFile(p, text));
     const certDir = join(dir, 'certs');
+    const auditLogPath = opts.auditPolicy === undefined ? undefined : join(dir, 'audit.log');
+    if (opts.auditPolicy !== undefined) {
+      // JSON is YAML, which is what kube-apiserver reads.
+      await writeFile(join(dir, 'audit-policy.yaml'), JSON.stringify(opts.auditPolicy));
+    }
     let url = '';
     await startReady('kube-apiserver', daemons, timeoutMs, async () => {
       const port = await freePort();
@@ -598,6 +611,14 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         // A loopback advertise address cannot be an Endpoints address; nothing here needs them.
         'endpoint-reconciler-type': 'none',
         profiling: 'false',
+        ...(auditLogPath === undefined
+          ? {}
+          : {
+              'audit-policy-file': join(dir, 'audit-policy.yaml'),
+              'audit-log-path': auditLogPath,
+              'audit-log-format': 'json',
+              'audit-log-mode': 'blocking',
+            }),
         ...(egress === undefined
           ? {}
           : {
@@ -701,6 +722,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       controllerManager: opts.controllerManager === true,
       scheduler: scheduler !== undefined,
       egress,
+      auditLogPath,
       kubectl,
       async kubectlOk(args, o) {
         const r = await kubectl(args, o);
