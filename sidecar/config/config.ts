@@ -48,12 +48,12 @@ const serviceName = z.string({ error: 'expected a service name (string)' }).rege
 
 const ipHost = z
   .string({ error: 'expected an IP address (string)' })
-  .max(45, { error: 'expected an IPv4 or IPv6 address (at most 45 characters)' })
+  .max(45, { error: 'expected an IPv4 or IPv6 address (at most 45 characters)', abort: true })
   .refine((h) => isIP(h) !== 0, { error: 'expected an IPv4 or IPv6 address' });
 
 const exposeHost = z
   .string({ error: 'expected an IP address (string)' })
-  .max(45, { error: 'expected an IPv4 or IPv6 address (at most 45 characters)' })
+  .max(45, { error: 'expected an IPv4 or IPv6 address (at most 45 characters)', abort: true })
   .superRefine((h, ctx) => {
     const problem = exposeHostProblem(h);
     if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: h });
@@ -65,6 +65,8 @@ const multiaddrString = (rules: MultiaddrRules) =>
     .string({ error: 'expected a multiaddr string' })
     .max(MAX_MULTIADDR_LENGTH, {
       error: `expected a multiaddr of at most ${MAX_MULTIADDR_LENGTH} characters`,
+      // The address parser never sees an oversized string.
+      abort: true,
     })
     .superRefine((a, ctx) => {
       const problem = multiaddrProblem(a, rules);
@@ -78,7 +80,7 @@ const filePath = z
 
 const cidr = z
   .string({ error: 'expected a CIDR range (string)' })
-  .max(49, { error: 'expected a CIDR range such as 203.0.113.0/24' })
+  .max(49, { error: 'expected a CIDR range such as 203.0.113.0/24', abort: true })
   .refine(
     (s) => {
       const [addr, bits, extra] = s.split('/');
@@ -93,7 +95,7 @@ const cidr = z
 
 const hostPort = z
   .string({ error: 'expected HOST:PORT (string)' })
-  .max(64, { error: 'expected HOST:PORT' })
+  .max(64, { error: 'expected HOST:PORT', abort: true })
   .refine(
     (s) => {
       const i = s.lastIndexOf(':');
@@ -255,7 +257,7 @@ export const nodeConfigSchema = z
         /** The Kademlia protocol string of this network (kubo's is /ipfs/kad/1.0.0). */
         protocol: z
           .string({ error: 'expected a protocol string' })
-          .max(256, { error: 'expected a protocol string of at most 256 characters' })
+          .max(256, { error: 'expected a protocol string of at most 256 characters', abort: true })
           .regex(/^\/[\x21-\x7e]+$/, { error: 'expected a protocol string such as /peertunnel/kad/1.0.0' })
           .default(DEFAULT_DHT_PROTOCOL),
         /** Serve the DHT: `auto` serves when the node is a relay or has a public address. */

@@ -206,8 +206,13 @@ build_peertunnel() {
   ensure_base node-base
   # A machine whose npm trusts an extra CA (a TLS-inspecting proxy: npm config `cafile`) needs it in
   # the build's `RUN npm ci` too: mounted for the build only, never in a layer.
+  # Which npm answers depends on PATH (Node 24's npm under `npm test` reads another global npmrc),
+  # so a CA that Node trusts through NODE_EXTRA_CA_CERTS is the fallback.
   local cafile
   cafile="$(npm config get cafile 2>/dev/null || true)"
+  if { [ -z "$cafile" ] || [ "$cafile" = null ]; } && [ -n "${NODE_EXTRA_CA_CERTS:-}" ]; then
+    cafile="$NODE_EXTRA_CA_CERTS"
+  fi
   if [ -n "$cafile" ] && [ "$cafile" != null ] && [ -f "$cafile" ]; then
     printf 'cafile=/run/peertunnel-build/ca.crt\n' >"$WORK/npmrc"
     vols+=(-v "$cafile:/run/peertunnel-build/ca.crt:ro" -v "$WORK/npmrc:/usr/local/etc/npmrc:ro")
