@@ -105,6 +105,11 @@ interface Watched {
    * records outlive that, so lookups do not bring them back until identify lists it again.
    */
   withdrawn: Map<string, number>;
+  /**
+   * Peers whose identify listed the name. Only they can withdraw it by identify: kubo's
+   * `ipfs p2p listen` serves a name its identify never lists, and is found through the DHT alone.
+   */
+  listed: Set<string>;
 }
 
 /**
@@ -154,6 +159,7 @@ export class ServiceDirectory {
         waiters: new Set(),
         emptyRetryMs: EMPTY_RETRY_MIN_MS,
         withdrawn: new Map(),
+        listed: new Set(),
       });
       this.c.metrics.providers.set({ service: name }, 0);
     }
@@ -314,8 +320,10 @@ export class ServiceDirectory {
     for (const w of this.watched.values()) {
       if (protocols.includes(w.protocol)) {
         w.withdrawn.delete(peer);
+        if (w.listed.size >= MAX_WITHDRAWN) w.listed.clear();
+        w.listed.add(peer);
         this.addProviders(w, [peer]);
-      } else if (w.pool.has(peer)) this.withdraw(w, peer);
+      } else if (w.listed.delete(peer) && w.pool.has(peer)) this.withdraw(w, peer);
     }
     // A newly identified DHT peer makes providing possible: do not wait for the retry timer.
     if ([...this.announced.values()].some((a) => a.on && !a.ok)) void this.provideAll();

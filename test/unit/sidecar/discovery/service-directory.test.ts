@@ -121,4 +121,21 @@ describe('ServiceDirectory: no idle wait for the first provider', () => {
     expect(await dir.waitForProvider('db', 1_500)).toBe(true);
     expect(Date.now() - started).toBeLessThan(1_000);
   });
+
+  it('withdraws a provider whose identify stops listing the name, never one whose identify never did', async () => {
+    const fromDht = await newPeer();
+    const { dir, events } = await directory(async function* () {
+      yield { id: fromDht, multiaddrs: [] };
+    });
+    expect(await dir.waitForProvider('db', 1_000)).toBe(true);
+    // Found in the DHT only (kubo's `ipfs p2p listen` serves a name its identify does not list).
+    identify(events, fromDht, ['/ipfs/id/1.0.0']);
+    expect(dir.pool('db')?.has(fromDht.toString())).toBe(true);
+    // One that listed the name and then no longer does (its target refuses) leaves the pool.
+    const listed = await newPeer();
+    identify(events, listed, [serviceProtocol('db')]);
+    expect(dir.pool('db')?.has(listed.toString())).toBe(true);
+    identify(events, listed, ['/ipfs/id/1.0.0']);
+    expect(dir.pool('db')?.has(listed.toString())).toBe(false);
+  });
 });
