@@ -39,6 +39,9 @@ describeLab('real node: the Dockerfile image on a real kubelet and containerd', 
   let operator: ChartOperator | undefined;
   let image: BuiltImage;
   let keyDir: string | undefined;
+  // Set by the helm install test, used by the liveness test after it.
+  let relayId: string | undefined;
+  let sidecarName: string | undefined;
   const before = sysctls();
   const kubectl = (args: readonly string[], input?: string) =>
     (cp as ControlPlane).kubectlOk(
@@ -221,7 +224,7 @@ describeLab('real node: the Dockerfile image on a real kubelet and containerd', 
     keyDir = await mkdtemp(join(tmpdir(), 'pt-realnode-'));
     const swarmKey = execFileSync(process.execPath, [CLI, 'keygen']).toString();
     await writeFile(join(keyDir, 'swarm.key'), swarmKey);
-    const relayId = execFileSync(process.execPath, [CLI, 'identity', '--out', join(keyDir, 'relay.key')])
+    relayId = execFileSync(process.execPath, [CLI, 'identity', '--out', join(keyDir, 'relay.key')])
       .toString()
       .trim();
     await writeFile(
@@ -288,6 +291,7 @@ describeLab('real node: the Dockerfile image on a real kubelet and containerd', 
       throw new Error(`pod web not Ready:\n${await kubectl(['-n', NS, 'get', 'pod', 'web', '-o', 'yaml'])}`);
     }
     const name = sidecar?.name as string;
+    sidecarName = name;
     const id = await kubectl([
       '-n',
       NS,
@@ -309,4 +313,100 @@ describeLab('real node: the Dockerfile image on a real kubelet and containerd', 
     const logs = await kubectl(['-n', NS, 'logs', 'web', '-c', name]);
     expect(logs).toContain('"event":"node_started"');
   }, 300_000);
+
+  it('a sidecar whose liveness probe fails is restarted by the kubelet, and the tunnel comes back', async () => {
+    if (cp === undefined || lab === undefined || keyDir === undefined || relayId === undefined) return;
+    const dir = keyDir;
+    const c = cp;
+    // An exposer of 'web' on the lab's internet, beside the relay: the pod's forward gets a provider.
+    const relay = lab.relay(0);
+    const target = await startTcpServer(relay, 7001, '127.0.0.1');
+    await writeFile(
+      join(dir, 'exposer.json'),
+      JSON.stringify({
+        swarmKey: { file: join(dir, 'swarm.key') },
+        listen: ['/ip4/0.0.0.0/tcp/4002'],
+        bootstrap: [`/ip4/${relay.ip}/tcp/4001/p2p/${relayId}`],
+        publicRanges: [...lab.publicRanges],
+        expose: [{ name: 'web', host: '127.0.0.1', port: 7001 }],
+        admin: { listen: '127.0.0.1:9091' },
+      }),
+    );
+    const exposer = relay.spawnNode(CLI, ['node', '--config', join(dir, 'exposer.json')]);
+    try {
+      // From the app container: through the sidecar's forward to the exposer's target and back.
+      const roundTrip = async (): Promise<true | undefined> => {
+        const r = await c.kubectl(['-n', NS, 'exec', 'web', '-c', 'main', '--', 'node', '-e', ECHO_CLIENT], {
+          timeoutMs: 20_000,
+        });
+        return r.stdout.includes('echo ok') ? true : undefined;
+      };
+      await eventually(roundTrip, 60_000, 'a first round trip through the forward');
+      const restartsOf = async () => {
+        const pod = JSON.parse(await kubectl(['-n', NS, 'get', 'pod', 'web', '-o', 'json'])) as V1Pod;
+        const sidecar = pod.status?.initContainerStatuses?.find((st) => st.name === sidecarName);
+        return { restarts: sidecar?.restartCount ?? -1, ready: sidecar?.ready === true };
+      };
+      expect((await restartsOf()).restarts).toBe(0);
+      // Made to fail: the sidecar's process stopped, so /livez stops answering. Its only
+      // peertunnel.mjs process on this host is the injected sidecar's (the operator, relay and
+      // exposer run the CLI from dist/bin, the other pods plain node).
+      const pids = pidsRunning('peertunnel.mjs\0node\0');
+      expect(pids).toHaveLength(1);
+      process.kill(pids[0] as number, 'SIGSTOP');
+      const t0 = Date.now();
+      // Liveness: every 10 s, 2 s timeout, 3 failures; then the kubelet kills and starts it again.
+      await eventually(
+        async () => {
+          const r = await restartsOf();
+          return r.restarts >= 1 && r.ready ? r : undefined;
+        },
+        120_000,
+        'the kubelet restarting the sidecar and the pod Ready again',
+      );
+      process.stderr.write(
+        `[real-node] sidecar restarted and Ready ${Date.now() - t0} ms after it stopped\n`,
+      );
+      await eventually(roundTrip, 60_000, 'a round trip through the restarted sidecar');
+      const events = await kubectl([
+        '-n',
+        NS,
+        'get',
+        'events',
+        '--field-selector',
+        'involvedObject.name=web',
+      ]);
+      expect(events).toMatch(/Liveness probe failed/);
+    } finally {
+      exposer.kill('SIGTERM');
+      await target.stop();
+    }
+  }, 300_000);
 });
+
+/** PIDs on this host whose command line contains `needle` (arguments NUL-separated). */
+function pidsRunning(needle: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        return readFileSync(`/proc/${d}/cmdline`, 'latin1').includes(needle);
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
+}
+
+/** Connects to the forward on 127.0.0.1:8080, skips the target's greeting line, expects its echo. */
+const ECHO_CLIENT = [
+  "const s = require('net').connect(8080, '127.0.0.1');",
+  "let got = '';",
+  "s.setTimeout(5000, () => { console.log('timeout'); process.exit(1); });",
+  "s.on('error', (e) => { console.log('error ' + e.message); process.exit(1); });",
+  "s.on('data', (d) => {",
+  '  got += d;',
+  "  if (got.split('\\n').length === 2 && !got.includes('ping')) s.write('ping\\n');",
+  "  if (got.includes('ping\\n')) { console.log('echo ok'); s.destroy(); }",
+  '});',
+].join(' ');
