@@ -134,7 +134,7 @@ export class DcutrService {
       notifyOnLimitedConnection: true,
       onConnect: (_peer, connection) => {
         if (isRelayedConnection(connection) && connection.direction === 'inbound')
-          void this.round(connection);
+          this.startRound(connection);
       },
     });
     await this.components.registrar.handle(DCUTR_PROTOCOL, this.onStream, {
@@ -234,7 +234,14 @@ export class DcutrService {
     });
     const delay = this.book.nextDelay(failures);
     if (delay !== undefined && relayed.status === 'open' && this.started)
-      this.book.retry(peer, delay, () => void this.round(relayed));
+      this.book.retry(peer, delay, () => this.startRound(relayed));
+  }
+
+  /** A round in the background: its own failures are events, anything else only a debug line. */
+  private startRound(relayed: Connection): void {
+    this.round(relayed).catch((err: unknown) => {
+      this.log.error('hole punch round with %p ended abnormally - %e', relayed.remotePeer, err);
+    });
   }
 
   /** A: answers B's CONNECT and dials at its SYNC, unless B failed too often lately. */
