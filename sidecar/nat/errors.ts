@@ -12,11 +12,19 @@ export class ReusePortUnavailableError extends Error {
   }
 }
 
-/** The hole puncher cannot be set up (a wrapped library step is missing) or refused a peer. */
+/** The hole puncher refused a peer, found nothing to dial, or could not close a relayed connection. */
 export class HolePunchSetupError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = 'HolePunchSetupError';
+  }
+}
+
+/** A DCUtR message broke the protocol or its bounds (size, address count, type, order). */
+export class DcutrMessageError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'DcutrMessageError';
   }
 }
 

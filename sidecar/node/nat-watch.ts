@@ -177,7 +177,13 @@ export class NatWatch {
       case 'attempt':
         this.metrics.holePunchAttempts.inc({ result: e.result });
         this.logger.info(
-          { event: 'holepunch_attempt', peer: e.peer, result: e.result, ms: Math.round(e.ms) },
+          {
+            event: 'holepunch_attempt',
+            peer: e.peer,
+            result: e.result,
+            ms: Math.round(e.ms),
+            ...(e.error === undefined ? {} : { err: e.error }),
+          },
           'hole punch round',
         );
         break;

@@ -3,7 +3,8 @@
  * package is pinned to an exact version in package.json; test/unit/sidecar/patches/patches.test.ts checks every
  * target below against the installed packages, so an upgrade that moves one fails there, and a
  * node whose patch target is missing fails its start (PatchTargetMissingError).
- * The private-network cipher is not a patch: sidecar/crypto/pnet-protector.ts is our own protector.
+ * The private-network cipher is not a patch: sidecar/crypto/pnet-protector.ts is our own protector;
+ * nor is DCUtR: sidecar/nat/dcutr/ is our own service.
  */
 
 export interface PatchInfo {
@@ -52,42 +53,18 @@ export const PATCHES: readonly PatchInfo[] = [
     sendUpstream: true,
   },
   {
-    id: 'dcutr-steps',
-    pkg: '@libp2p/dcutr',
-    version: '3.0.28',
-    target:
-      'DefaultDCUtRService `getDialableMultiaddrs`, `attemptUnilateralConnectionUpgrade`, `upgradeInbound`, ' +
-      '`handleIncomingUpgrade` (own properties over the methods); its components `addressManager.getAddresses` ' +
-      'and `connectionManager.openConnection` supplied',
-    where: 'sidecar/patches/dcutr.ts (used by nat/hole-punch.ts)',
-    why:
-      'stock DCUtR trades only announced addresses (never the NAT public side), keeps only what ' +
-      '@libp2p/utils calls public, retries without bound and closes the relayed connection under ' +
-      'live tunnel streams',
-    removeWhen: 'an own DCUtR service replaces it (planned), or dcutr takes address and retry options',
-    sendUpstream: false,
-  },
-  {
     id: 'libp2p-dial-responder',
     pkg: 'libp2p',
     version: '3.3.11',
     target: 'node-wide `transportManager.dial` and `upgrader.upgradeOutbound`',
-    where: 'sidecar/patches/libp2p.ts (installed by nat/hole-punch.ts)',
+    where: 'sidecar/patches/libp2p.ts (installed by nat/hole-punch.ts, asks nat/dcutr/dialer.ts)',
     why:
       "the dial queue drops openConnection's `initiator: false`, so both ends of a TCP simultaneous " +
-      'open start noise as initiator; and yamux picks its role from maConn.direction',
+      'open start noise as initiator; and yamux picks its role from maConn.direction. Our own DCUtR ' +
+      'service cannot avoid it: the option is lost in the node-wide dial queue and upgrader, which ' +
+      'have no per-dial replacement',
     removeWhen: "libp2p's dial queue passes `initiator` through to the transport and upgrader",
     sendUpstream: true,
-  },
-  {
-    id: 'libp2p-connection-deferred-close',
-    pkg: 'libp2p',
-    version: '3.3.11',
-    target: "a relayed connection's `close` (own property, during one DCUtR round)",
-    where: 'sidecar/patches/libp2p.ts (used by nat/hole-punch.ts)',
-    why: 'dcutr closes the relayed connection after an upgrade; its tunnel streams must finish first',
-    removeWhen: 'the own DCUtR service decides when to close the relayed connection',
-    sendUpstream: false,
   },
   {
     id: 'libp2p-connection-muxer',

@@ -2,16 +2,17 @@
  * Patches of libp2p's own objects (transport manager, upgrader, connections, peer store reads):
  * each checks its target first and throws PatchTargetMissingError (./patch.ts).
  */
-import type { DCUtRServiceComponents } from '@libp2p/dcutr';
-import type { Connection, MultiaddrConnection, Stream } from '@libp2p/interface';
+import type { AbortOptions, Connection, MultiaddrConnection, Stream } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { expectShape, PatchTargetMissingError } from './patch.js';
 
 export const DIAL_RESPONDER_PATCH = 'libp2p-dial-responder';
-export const DEFER_CLOSE_PATCH = 'libp2p-connection-deferred-close';
 export const CONNECTION_MUXER_PATCH = 'libp2p-connection-muxer';
 
-export type DialingTransportManager = Pick<DCUtRServiceComponents['transportManager'], 'dial'>;
+/** The one transport manager step patched (structural). */
+export interface DialingTransportManager {
+  dial(ma: Multiaddr, options?: AbortOptions): Promise<Connection>;
+}
 
 /** The one upgrader step patched (structural). */
 export interface OutboundUpgrader {
@@ -59,25 +60,6 @@ export function restoreResponderDials(
       maConn,
       opts,
     ]) as Promise<Connection>;
-  };
-}
-
-/**
- * Replaces `connection.close` with `deferred` (an own property shadowing the class method) until
- * the returned function puts the stock one back. DCUtR closes the relayed connection right after
- * an upgrade, and yamux's close half-closes every stream on it, so a tunnel stream would lose the
- * rest of its data: the hole puncher closes it later itself.
- */
-export function deferConnectionClose(
-  connection: Connection,
-  deferred: (realClose: () => Promise<void>) => Promise<void>,
-): () => void {
-  const { close } = expectShape(DEFER_CLOSE_PATCH, 'libp2p connection', connection, { close: 'function' });
-  const realClose = (): Promise<void> =>
-    Reflect.apply(close as Connection['close'], connection, []) as Promise<void>;
-  Reflect.set(connection, 'close', () => deferred(realClose));
-  return () => {
-    Reflect.deleteProperty(connection, 'close');
   };
 }
 

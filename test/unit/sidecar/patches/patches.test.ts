@@ -19,7 +19,7 @@ import { holePunch } from '../../../../sidecar/nat/hole-punch.js';
 import { reusePortTcp } from '../../../../sidecar/nat/reuseport-tcp.js';
 import { relayHopHandler, reservationStore } from '../../../../sidecar/patches/circuit-relay.js';
 import { PATCHES } from '../../../../sidecar/patches/inventory.js';
-import { connectionMuxer, countSends, deferConnectionClose } from '../../../../sidecar/patches/libp2p.js';
+import { connectionMuxer, countSends } from '../../../../sidecar/patches/libp2p.js';
 import { expectShape, PatchTargetMissingError } from '../../../../sidecar/patches/patch.js';
 import { listenerServer } from '../../../../sidecar/patches/tcp.js';
 import {
@@ -48,7 +48,7 @@ async function node(): Promise<Libp2p<{ relay: unknown; holePunch: unknown; prob
     services: {
       identify: identify(),
       relay: circuitRelayServer(),
-      // Builds the patched DCUtR service and the dial-responder patch: throws if a target is gone.
+      // Builds our DCUtR service and installs the dial-responder patch: throws if a target is gone.
       holePunch: holePunch({ policy: new AddressPolicy() }),
       probe: (components: Probe['components']): Probe => ({ components }),
     },
@@ -102,9 +102,8 @@ describe('library patch targets (sidecar/patches/inventory.ts)', () => {
 
   it('the connection, its stream and the transports have every member the patches use', () => {
     expect(connection.status).toBe('open');
-    // libp2p-connection-muxer, libp2p-connection-deferred-close, circuit-relay-hop-handler (send)
+    // libp2p-connection-muxer, circuit-relay-hop-handler (send)
     expect(connectionMuxer(connection)).toBeInstanceOf(EventTarget);
-    deferConnectionClose(connection, async () => undefined)();
     expectShape('circuit-relay-hop-handler', 'connection', connection, { newStream: 'function' });
     countSends(stream, () => undefined);
     // yamux-window-update-half: the stream is a YamuxStream with the fields the rule reads
