@@ -63,6 +63,10 @@ describe('tunnel between node processes', () => {
           { name: 'source', port: servers.source.port },
           { name: 'echo', port: servers.echo.port },
         ],
+        // 200 concurrent connections from one forwarder: at the default 256 MiB one peer may hold
+        // 153 streams (half of what fits), so this node is sized as a user with such a client
+        // would size it: 512 MiB lets one peer hold 563.
+        limits: { memoryMiB: 512 },
       },
       { env },
     );
