@@ -399,6 +399,9 @@ async function main(): Promise<number> {
           { name: 'sink', port: servers.sink.port },
           { name: 'echo', port: servers.echo.port },
         ],
+        // 1,000 connections held from one forwarder: at the default 256 MiB one peer may hold
+        // 153 streams, so the node is sized as a user with such a client would size it.
+        limits: { streams: 2_048, streamsPerPeer: 2_048 },
       },
       { env: profEnv, bundle },
     );
