@@ -19,6 +19,10 @@ import { ProviderDialError, type ProviderDialer } from './provider-dialer.js';
 import type { ProviderPool } from './provider-pool.js';
 import { StreamOpenError } from './stream-open-error.js';
 
+/** Waits between tries while every provider is at its limit for this node. */
+const BUSY_WAIT_MIN_MS = 25;
+const BUSY_WAIT_MAX_MS = 400;
+
 /** Outbound stream limit per connection for our protocols (libp2p's default of 64 is far too low). */
 export const MAX_TUNNEL_STREAMS = 100_000;
 
@@ -48,13 +52,29 @@ export class StreamOpener {
     this.protocols = [serviceProtocolAck(service), this.protocol];
   }
 
+  /** One stream to a provider of the name; waits (bounded) while every provider is at its limit. */
+  async open(): Promise<Stream> {
+    // Every provider at its limit for this node (this peer's share of its streams in use): wait
+    // for a slot, bounded, rather than reset a client that a moment later would have fitted.
+    const deadline = Date.now() + this.t.streamTimeoutMs;
+    for (let wait = BUSY_WAIT_MIN_MS; ; wait = Math.min(wait * 2, BUSY_WAIT_MAX_MS)) {
+      try {
+        return await this.openOnce();
+      } catch (err) {
+        const busy = err instanceof StreamOpenError && err.reason === 'provider_busy';
+        if (!busy || Date.now() + wait > deadline) throw err;
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
   /**
    * Tries providers until one gives a stream: connected ones in turn first, then (none left) the
    * first of the unconnected ones to connect, then those in backoff. Healthy providers without a
    * connection are dialled in the background meanwhile, so a dead pod's record or a provider that
    * closed its connection (it stopped) costs no client a dial while a connected replica is left.
    */
-  async open(): Promise<Stream> {
+  private async openOnce(): Promise<Stream> {
     const pool = this.c.directory.pool(this.service);
     if (pool === undefined) throw new NoProviderError(this.service, 'not a forwarded service');
     if (pool.size === 0 && !(await this.c.directory.waitForProvider(this.service, this.t.providerWaitMs))) {
@@ -100,6 +120,8 @@ export class StreamOpener {
   private providerFailed(pool: ProviderPool, peer: string, err: unknown): void {
     if (err instanceof ProviderDialError) {
       // connectionTo counted it in the pool (once per dial, however many connections waited).
+    } else if (err instanceof StreamOpenError && err.reason === 'provider_busy') {
+      // At its limit for this node, not broken: no backoff (open() waits for a slot).
     } else if (err instanceof StreamOpenError && err.reason === 'refused') {
       // The peer no longer exposes the name: stop sending it connections.
       pool.remove(peer);

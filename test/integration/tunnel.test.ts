@@ -612,6 +612,57 @@ async function tarpit(port: number): Promise<{ close(): Promise<void> }> {
   };
 }
 
+describe('a forwarder past its share of an exposer', () => {
+  const nodes: NodeProcess[] = [];
+  let echo: TestServer;
+  let port = 0;
+  let exposer: NodeProcess;
+  let forwarder: NodeProcess;
+
+  beforeAll(async () => {
+    echo = await echoServer();
+    const relay = await startNodeProcess({ ...base, role: 'relay' }, { env });
+    nodes.push(relay);
+    // One peer may hold 4 streams here: a burst of 16 connections from one forwarder overflows it.
+    exposer = await startNodeProcess(
+      {
+        ...base,
+        bootstrap: relay.addresses,
+        expose: [{ name: 'echo', port: echo.port }],
+        limits: { streams: 8, streamsPerPeer: 4 },
+      },
+      { env },
+    );
+    nodes.push(exposer);
+    port = await freePort();
+    forwarder = await startNodeProcess(
+      { ...base, bootstrap: relay.addresses, forward: [{ name: 'echo', localPort: port }] },
+      { env },
+    );
+    nodes.push(forwarder);
+    await eventually(
+      async () => ((await forwarder.status()).forwards[0]?.providers.length === 1 ? true : undefined),
+      20_000,
+      'a provider',
+    );
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled(nodes.reverse().map((n) => n.stop()));
+    await echo?.close();
+  });
+
+  it('waits for a slot instead of resetting its clients: a burst of 16 over a share of 4 all get through', async () => {
+    const results = await Promise.all(Array.from({ length: 16 }, () => echoRoundTrip(port, 256 * 1024)));
+    expect(results.filter(Boolean)).toHaveLength(16);
+    // The share was reached (the exposer refused and counted), and no client saw it.
+    expect(
+      await exposer.metric('peertunnel_streams_refused_total', { reason: 'peer_limit' }),
+    ).toBeGreaterThan(0);
+    expect(await forwarder.metric('peertunnel_streams_failed_total', { service: 'echo' })).toBe(0);
+  }, 60_000);
+});
+
 async function freePort(): Promise<number> {
   const { createServer } = await import('node:net');
   return new Promise((resolve) => {
