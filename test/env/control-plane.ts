@@ -234,7 +234,7 @@ const hasSetpriv = ((): boolean => {
   return r.status === 0;
 })();
 
-interface Daemon {
+export interface Daemon {
   readonly child: ChildProcess;
   readonly logPath: string;
   /** Resolves when the process exits, with its code or signal. */
@@ -262,7 +262,8 @@ function startDaemon(bin: string, args: readonly string[], logPath: string): Dae
   }
 }
 
-async function stopDaemon(d: Daemon): Promise<void> {
+/** SIGTERM, then SIGKILL after STOP_GRACE_MS; resolves once the process is gone. */
+export async function stopDaemon(d: Daemon): Promise<void> {
   if (d.child.exitCode !== null || d.child.signalCode !== null) return;
   d.child.kill('SIGTERM');
   // Cancelled once the process is gone: a pending timer would keep jest alive after the tests.

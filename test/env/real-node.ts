@@ -18,7 +18,7 @@
  * plugin socket) when it did not exist before. Processes: every pod process (by cgroup), the
  * containerd shims (by the socket they serve), containerd, the kubelet, the bridges.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LabHost } from '../lab/index.js';
 import { run } from '../lab/index.js';
-import type { ControlPlane } from './control-plane.js';
+import { type ControlPlane, type Daemon, stopDaemon } from './control-plane.js';
 import type { BuiltImage } from './images.js';
 import type { NodeToolPaths } from './tools.js';
 
@@ -66,7 +66,6 @@ const KUBELET_PORT = 10250;
 /** The API server's `kubernetes` Service IP (first of control-plane.ts's 10.0.0.0/24). */
 const KUBERNETES_SERVICE_IP = '10.0.0.1';
 const CGROUP_ROOT = '/sys/fs/cgroup';
-const STOP_GRACE_MS = 5_000;
 
 /**
  * Host sysctls the kubelet sets (container_manager_linux.go's setupKernelTunables) unless
@@ -138,11 +137,8 @@ async function restoreHostState(): Promise<string[]> {
   return restored;
 }
 
-interface Daemon {
+interface NodeDaemon extends Daemon {
   readonly name: string;
-  readonly child: ChildProcess;
-  readonly logPath: string;
-  readonly exited: Promise<string>;
 }
 
 function netnsPath(host: LabHost): string {
@@ -153,7 +149,7 @@ function netnsPath(host: LabHost): string {
  * A process inside the host's network namespace only: `nsenter --net`, not `ip netns exec`, which
  * also remounts /sys and would hide the cgroup mounts runc needs.
  */
-function startInNamespace(host: LabHost, name: string, argv: readonly string[], logPath: string): Daemon {
+function startInNamespace(host: LabHost, name: string, argv: readonly string[], logPath: string): NodeDaemon {
   const fd = openSync(logPath, 'a');
   try {
     const child = spawn(
@@ -169,19 +165,6 @@ function startInNamespace(host: LabHost, name: string, argv: readonly string[], 
     return { name, child, logPath, exited };
   } finally {
     closeSync(fd);
-  }
-}
-
-async function stopDaemon(d: Daemon): Promise<void> {
-  if (d.child.exitCode !== null || d.child.signalCode !== null) return;
-  d.child.kill('SIGTERM');
-  const grace = new AbortController();
-  const timeout = sleep(STOP_GRACE_MS, 'timeout', { signal: grace.signal }).catch(() => 'cancelled');
-  const first = await Promise.race([d.exited, timeout]);
-  grace.abort();
-  if (first === 'timeout') {
-    d.child.kill('SIGKILL');
-    await d.exited;
   }
 }
 
@@ -432,7 +415,7 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
   const cgroupName = `ptnode-${o.name}-${id}`;
   const apiPort = Number(new URL(o.cp.url).port);
   const kubeletTarget = `${o.host.ip}:${KUBELET_PORT}`;
-  const daemons: Daemon[] = [];
+  const daemons: NodeDaemon[] = [];
   const pipes: { close(): Promise<void> }[] = [];
   const cgroups: string[] = [];
   saveHostState();
