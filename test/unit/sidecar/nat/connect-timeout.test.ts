@@ -144,9 +144,8 @@ describe('withConnectTimeout', () => {
     const p2 = multiaddr('/ip4/10.244.1.5/tcp/4001/p2p/12D3KooWQeKVoNyeCrsraLRBrzCP4vnQN6nSuPxcNAe9fX4GDAj3');
     await expect(connect(p1, { signal })).rejects.toBeInstanceOf(ConnectTimeoutError);
     expect(connects).toBe(1);
-    const t0 = Date.now();
+    // Refused from memory: no connect is attempted (a wall-clock bound here was flaky on a busy CI).
     await expect(connect(p1, { signal })).rejects.toThrow(/not dialled again for \d+ ms/);
-    expect(Date.now() - t0).toBeLessThan(40);
     expect(connects).toBe(1);
     // The same IP and port of another peer (another cluster reusing the pod range) is its own address.
     await expect(connect(p2, { signal })).rejects.toBeInstanceOf(ConnectTimeoutError);
