@@ -143,6 +143,10 @@ export function renderRelayService(network: PeerNetwork, spec: RelaySpec, i: num
       type: spec.serviceType,
       selector: labels(network, i),
       ports: [{ name: P2P_PORT_NAME, port: spec.port, targetPort: P2P_PORT_NAME, protocol: 'TCP' }],
+      // From outside the cluster the relay must see each peer's own address: it is what peers
+      // learn as their public address (hole punching) and what per-address limits count.
+      // `Cluster` would masquerade every peer as a node's address.
+      ...(spec.serviceType === 'ClusterIP' ? {} : { externalTrafficPolicy: 'Local' }),
     },
   };
 }

@@ -225,10 +225,12 @@ build_redis() {
   local ctx="$WORK/redis" s=$SECONDS
   ensure_base debian
   mkdir -p "$ctx"
-  # As in a Docker Hub redis image: persistence off by default is the pod's choice, not the image's.
+  # As in a Docker Hub redis image: persistence off by default is the pod's choice, not the image's;
+  # the redis user is uid/gid 999 (what a pod's runAsUser names under PodSecurity restricted).
   cat >"$ctx/Containerfile" <<EOF
 FROM $DEBIAN_REF
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null && \\
+RUN groupadd -r -g 999 redis && useradd -r -g redis -u 999 -d /data redis && \\
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null && \\
     rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/* /usr/share/doc/* && \\
     mkdir -p /data && chown redis:redis /data
 WORKDIR /data

@@ -5,8 +5,10 @@
  * kubeconfig instead of the mounted token, test timings). Shared by the chart install test and the
  * two-cluster end-to-end test.
  *
- * The API server has no kube-proxy, so the Service-based webhook cannot be called: releases are
- * installed with webhook.urlOverride, the value meant for service-less clusters.
+ * Without real nodes the API server has no way to a Service, so the Service-based webhook cannot
+ * be called: `installChart` installs with webhook.urlOverride, the value meant for service-less
+ * clusters. On real nodes (real-node.ts) `installChartAsPods` installs it as a user does: the
+ * operator runs as the chart's Deployment and the API server calls its webhook by Service.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { CLI, followJsonLog } from '../helpers/node-process.js';
@@ -157,6 +159,61 @@ export async function startChartOperator(
     await stop();
     throw err;
   }
+}
+
+export interface PodsReleaseOptions {
+  /** The image the chart runs (`localhost/peertunnel:<key>`), never pulled. */
+  image: string;
+  /** More `--set name=value` pairs. */
+  set?: readonly string[];
+  /** Give up on the operator Deployment becoming available after this long. Default 180 s. */
+  timeoutMs?: number;
+}
+
+export interface PodsRelease {
+  readonly release: string;
+  readonly namespace: string;
+  readonly manifest: K8sObject[];
+}
+
+/** `helm install` with the locally built image; waits until the operator's pod is available. */
+export async function installChartAsPods(cp: ControlPlane, o: PodsReleaseOptions): Promise<PodsRelease> {
+  const colon = o.image.lastIndexOf(':');
+  await helmOk(cp, [
+    'install',
+    RELEASE,
+    CHART,
+    '--namespace',
+    RELEASE_NS,
+    '--create-namespace',
+    ...[
+      `image.repository=${o.image.slice(0, colon)}`,
+      `image.tag=${o.image.slice(colon + 1)}`,
+      'image.pullPolicy=Never',
+      ...(o.set ?? []),
+    ].flatMap((s) => ['--set', s]),
+  ]);
+  const timeoutMs = o.timeoutMs ?? 180_000;
+  const r = await cp.kubectl(
+    ['-n', RELEASE_NS, 'rollout', 'status', 'deployment', '--timeout', `${Math.round(timeoutMs / 1000)}s`],
+    { timeoutMs: timeoutMs + 10_000 },
+  );
+  if (r.code !== 0) {
+    const pods = await cp.kubectl(['-n', RELEASE_NS, 'get', 'pods', '-o', 'wide']);
+    const logs = await cp.kubectl([
+      '-n',
+      RELEASE_NS,
+      'logs',
+      '-l',
+      'app.kubernetes.io/name=peertunnel',
+      '--tail=40',
+    ]);
+    throw new Error(
+      `the operator Deployment is not available: ${r.stderr}\n${pods.stdout}\n${logs.stdout}${logs.stderr}`,
+    );
+  }
+  const manifest = parseManifests(await helmOk(cp, ['get', 'manifest', RELEASE, '--namespace', RELEASE_NS]));
+  return { release: RELEASE, namespace: RELEASE_NS, manifest };
 }
 
 export { flag };

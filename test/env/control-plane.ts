@@ -43,6 +43,16 @@ export interface StaticUser {
   readonly token: string;
 }
 
+/**
+ * kube-apiserver flags for a control plane with real nodes (real-node.ts), as a cluster has them:
+ * the ServiceAccount admission plugin (pods get their projected token), and Services reached at
+ * their endpoints' pod addresses (webhooks by Service), which the egress proxy routes to the node.
+ */
+export const REAL_CLUSTER_API_SERVER_ARGS: Readonly<Record<string, string | null>> = Object.freeze({
+  'disable-admission-plugins': null,
+  'enable-aggregator-routing': 'true',
+});
+
 export interface ControlPlaneOptions {
   /**
    * Extra static users, by key (the key is only for looking them up in `ControlPlane.users`).

@@ -30,6 +30,18 @@ export const CONTROLLERS: readonly string[] = [
   'root-ca-certificate-publisher-controller',
 ];
 
+/**
+ * With real nodes (real-node.ts) a cluster also needs: the node lifecycle controller (it lifts the
+ * not-ready taint a kubelet registers its Node with) and Services' endpoints (the API server calls
+ * a webhook by Service at an endpoint's pod address; kube-proxy forwards to them).
+ */
+export const REAL_NODE_CONTROLLERS: readonly string[] = [
+  ...CONTROLLERS,
+  'node-lifecycle-controller',
+  'endpoints-controller',
+  'endpointslice-controller',
+];
+
 export interface ControllerManagerPaths {
   /** The control plane's temp dir (certs, logs). */
   readonly dir: string;

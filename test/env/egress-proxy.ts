@@ -3,11 +3,15 @@
  * plane cannot route to: an HTTP CONNECT proxy on a unix socket, named in kube-apiserver's
  * `--egress-selector-config-file` for the `cluster` egress (kubelet calls: `kubectl logs`, `exec`,
  * `port-forward`; webhooks). Real nodes (real-node.ts) live in NAT-lab network namespaces the host
- * cannot reach; each registers its kubelet's `ip:port` with a unix socket that leads there. Any
- * other target (a webhook URL on 127.0.0.1) is dialled directly, as without a proxy.
+ * cannot reach; each registers its kubelet's `ip:port` with a unix socket that leads there, and
+ * its pod network with a dialer that connects from inside its namespace (webhooks by Service, with
+ * `--enable-aggregator-routing`, and the pod proxy go to pod addresses). Any other target (a
+ * webhook URL on 127.0.0.1) is dialled directly, as without a proxy.
  */
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { ipToInt } from '../lab/addresses.js';
 
 /** Request head bound: a CONNECT line and a few headers, never more. */
 const MAX_HEAD_BYTES = 8 * 1024;
@@ -22,7 +26,23 @@ export interface EgressProxy {
   /** Tunnels to `target` (`ip:port`) go to this unix socket from now on. */
   route(target: string, unixPath: string): void;
   unroute(target: string): void;
+  /** Tunnels to an address in `cidr` (IPv4) are made by `dial` from now on. */
+  routeNetwork(cidr: string, dial: NetworkDialer): void;
+  unrouteNetwork(cidr: string): void;
   close(): Promise<void>;
+}
+
+/** Connects to `host:port` from wherever the network is; `connected` once bytes may flow. */
+export type NetworkDialer = (host: string, port: number) => { stream: Duplex; connected: Promise<void> };
+
+function inCidr(ip: string, cidr: string): boolean {
+  const [base = '', bits = '32'] = cidr.split('/');
+  try {
+    const size = 2 ** (32 - Number(bits));
+    return Math.floor(ipToInt(ip) / size) === Math.floor(ipToInt(base) / size);
+  } catch {
+    return false;
+  }
 }
 
 export function egressSelectorConfig(socketPath: string): string {
@@ -46,7 +66,8 @@ export async function startEgressProxy(
   const socketPath = join(dir, 'egress.sock');
   const configPath = join(dir, 'egress-selector.json');
   const routes = new Map<string, string>();
-  const open = new Set<Socket>();
+  const networks = new Map<string, NetworkDialer>();
+  const open = new Set<Duplex>();
 
   const server: Server = createServer({ allowHalfOpen: true }, (client) => {
     if (open.size >= MAX_TUNNELS * 2) {
@@ -74,19 +95,27 @@ export async function startEgressProxy(
         return;
       }
       const target = m[1];
-      const via = routes.get(target);
       const colon = target.lastIndexOf(':');
-      const upstream = via
-        ? connect({ path: via, allowHalfOpen: true })
-        : connect({
-            host: target.slice(0, colon).replace(/^\[|\]$/g, ''),
-            port: Number(target.slice(colon + 1)),
-            allowHalfOpen: true,
-          });
+      const host = target.slice(0, colon).replace(/^\[|\]$/g, '');
+      const port = Number(target.slice(colon + 1));
+      const via = routes.get(target);
+      const network = [...networks].find(([cidr]) => inCidr(host, cidr))?.[1];
+      let upstream: Duplex;
+      let connected: Promise<void>;
+      if (network !== undefined) {
+        ({ stream: upstream, connected } = network(host, port));
+      } else {
+        const socket = via
+          ? connect({ path: via, allowHalfOpen: true })
+          : connect({ host, port, allowHalfOpen: true });
+        upstream = socket;
+        connected = new Promise((resolve) => socket.once('connect', () => resolve()));
+      }
       open.add(upstream);
       upstream.once('close', () => open.delete(upstream));
       let established = false;
-      upstream.once('connect', () => {
+      void connected.then(() => {
+        if (upstream.destroyed) return;
         established = true;
         client.write('HTTP/1.1 200 Connection established\r\n\r\n');
         if (rest.length > 0) upstream.write(rest);
@@ -97,6 +126,9 @@ export async function startEgressProxy(
       upstream.on('error', (err) => {
         if (!established) client.end(`HTTP/1.1 502 Bad Gateway\r\n\r\n${err.message}`);
         else client.destroy();
+      });
+      upstream.once('close', () => {
+        if (!established) client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
       });
       client.on('error', () => upstream.destroy());
     };
@@ -115,6 +147,12 @@ export async function startEgressProxy(
     },
     unroute: (target) => {
       routes.delete(target);
+    },
+    routeNetwork: (cidr, dial) => {
+      networks.set(cidr, dial);
+    },
+    unrouteNetwork: (cidr) => {
+      networks.delete(cidr);
     },
     async close() {
       for (const s of open) s.destroy();

@@ -25,10 +25,12 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LabHost } from '../lab/index.js';
 import { run } from '../lab/index.js';
 import { type ControlPlane, type Daemon, stopDaemon } from './control-plane.js';
+import type { NetworkDialer } from './egress-proxy.js';
 import type { BuiltImage } from './images.js';
 import type { NodeToolPaths } from './tools.js';
 
@@ -39,7 +41,7 @@ export interface RealNodeOptions {
   cp: ControlPlane;
   /** The lab host whose network namespace the node lives in; its address is the node's InternalIP. */
   host: LabHost;
-  /** This node's pod addresses, e.g. `10.244.1.0/24`; distinct per node. */
+  /** This node's pod addresses, e.g. `198.19.1.0/24` (inside the lab's NATed range, never RFC 1918); distinct per node. */
   podCidr: string;
   tools: NodeToolPaths;
   /** Imported into containerd before the kubelet starts; the sandbox (`pause`) image among them. */
@@ -405,7 +407,46 @@ function kubeletConfig(dir: string, o: { address: string; cgroupRoot: string; po
   });
 }
 
-/** Starts containerd and the kubelet in `o.host`'s namespace and waits for the Node to be Ready. */
+function kubeProxyConfig(o: { kubeconfig: string; name: string; podCidr: string; address: string }): string {
+  return JSON.stringify({
+    apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
+    kind: 'KubeProxyConfiguration',
+    mode: 'iptables',
+    clientConnection: { kubeconfig: o.kubeconfig },
+    hostnameOverride: o.name,
+    clusterCIDR: o.podCidr,
+    bindAddress: o.address,
+    // Host-wide conntrack sysctls (nf_conntrack_max, timeouts) stay as they are: 0 = leave alone.
+    conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: '0s', tcpCloseWaitTimeout: '0s' },
+    // Inside the node's namespace: nothing else binds these there.
+    healthzBindAddress: '127.0.0.1:10256',
+    metricsBindAddress: '127.0.0.1:10249',
+    iptables: { syncPeriod: '2s', minSyncPeriod: '0s' },
+  });
+}
+
+/** Connections made from inside the node's namespace (the API server's way to pod addresses). */
+function namespaceDialer(host: LabHost): NetworkDialer {
+  return (ip, port) => {
+    const child = spawn(
+      'nsenter',
+      [`--net=${netnsPath(host)}`, '--', 'socat', 'STDIO', `TCP:${ip}:${port}`],
+      {
+        stdio: ['pipe', 'pipe', 'ignore'],
+      },
+    );
+    const stream = Duplex.from({ readable: child.stdout, writable: child.stdin });
+    child.once('exit', () => stream.destroy());
+    stream.once('close', () => child.kill('SIGKILL'));
+    const connected = new Promise<void>((resolve) => child.once('spawn', () => resolve()));
+    return { stream, connected };
+  };
+}
+
+/**
+ * Starts containerd, the kubelet and kube-proxy in `o.host`'s namespace and waits for the Node to
+ * be Ready. Its pod network is routed for the API server through the egress proxy.
+ */
 export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
   const log = o.log ?? ((line: string) => process.stderr.write(`[node ${o.name}] ${line}\n`));
   if (o.cp.egress === undefined) throw new Error('startRealNode: the control plane needs egressProxy: true');
@@ -424,6 +465,9 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
   const cleanup = async (): Promise<void> => {
     const problems: string[] = [];
     o.cp.egress?.unroute(kubeletTarget);
+    o.cp.egress?.unrouteNetwork(o.podCidr);
+    const proxy = daemons.find((d) => d.name === 'kube-proxy');
+    if (proxy) await stopDaemon(proxy);
     const kubelet = daemons.find((d) => d.name === 'kubelet');
     if (kubelet) await stopDaemon(kubelet);
     // Pod processes, by cgroup: the kubelet no longer restarts them; then the shims that held them.
@@ -583,6 +627,24 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
         join(dir, 'kubelet.log'),
       ),
     );
+    await writeFile(
+      join(dir, 'kube-proxy.json'),
+      kubeProxyConfig({
+        kubeconfig: o.cp.kubeconfigPath,
+        name: o.name,
+        podCidr: o.podCidr,
+        address: o.host.ip,
+      }),
+    );
+    daemons.push(
+      startInNamespace(
+        o.host,
+        'kube-proxy',
+        [o.tools.kubeProxy, `--config=${join(dir, 'kube-proxy.json')}`, '--v=1'],
+        join(dir, 'kube-proxy.log'),
+      ),
+    );
+    o.cp.egress.routeNetwork(o.podCidr, namespaceDialer(o.host));
     const started = Date.now();
     await waitFor(`node ${o.name} Ready`, o.readyTimeoutMs ?? 120_000, async () => {
       for (const d of daemons) {

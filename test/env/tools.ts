@@ -84,16 +84,14 @@ export function ensureTools(opts: EnsureToolsOptions = {}): Promise<ToolPaths> {
   return pending;
 }
 
-/**
- * A real node's binaries (real-node.ts), built by the same script at the same version. kube-proxy
- * (`build-tools.sh kube-proxy`) is not asked for until a node runs it.
- */
+/** A real node's binaries (real-node.ts), built by the same script at the same version. */
 export interface NodeToolPaths {
   readonly kubelet: string;
   readonly kubeScheduler: string;
+  readonly kubeProxy: string;
 }
 
-const NODE_TOOLS = ['kubelet', 'kube-scheduler'] as const;
+const NODE_TOOLS = ['kubelet', 'kube-scheduler', 'kube-proxy'] as const;
 
 /** `probeTools` for the node tools. */
 export function probeNodeTools(): ToolsProbe {
@@ -108,16 +106,16 @@ export function probeNodeTools(): ToolsProbe {
 
 let pendingNode: Promise<NodeToolPaths> | undefined;
 
-/** `ensureTools` for kubelet and kube-scheduler. */
+/** `ensureTools` for kubelet, kube-scheduler and kube-proxy. */
 export function ensureNodeTools(opts: EnsureToolsOptions = {}): Promise<NodeToolPaths> {
   pendingNode ??= runScript(opts, [...NODE_TOOLS])
     .then((stdout) => {
       const found = new Map(stdout.split('\n').map((l) => l.split('\t') as [string, string]));
-      const [kubelet, kubeScheduler] = NODE_TOOLS.map((t) => found.get(t));
-      if (!kubelet || !kubeScheduler) {
+      const [kubelet, kubeScheduler, kubeProxy] = NODE_TOOLS.map((t) => found.get(t));
+      if (!kubelet || !kubeScheduler || !kubeProxy) {
         throw new ToolsBuildError(0, `build-tools.sh did not report every node tool:\n${stdout}`);
       }
-      return { kubelet, kubeScheduler };
+      return { kubelet, kubeScheduler, kubeProxy };
     })
     .catch((err: unknown) => {
       pendingNode = undefined;

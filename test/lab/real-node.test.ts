@@ -16,15 +16,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import type { V1Pod } from '@kubernetes/client-node';
-import { type ChartOperator, installChart, startChartOperator } from '../env/chart-release.js';
-import { type ControlPlane, startControlPlane } from '../env/control-plane.js';
-import { CONTROLLERS } from '../env/controller-manager.js';
+import { installChartAsPods, type PodsRelease } from '../env/chart-release.js';
+import { type ControlPlane, REAL_CLUSTER_API_SERVER_ARGS, startControlPlane } from '../env/control-plane.js';
+import { REAL_NODE_CONTROLLERS } from '../env/controller-manager.js';
 import { type BuiltImage, ensureImages } from '../env/images.js';
 import { type RealNode, startRealNode } from '../env/real-node.js';
 import { requireTools, TOOLS_TIMEOUT_MS } from '../env/skip.js';
 import { ensureNodeTools } from '../env/tools.js';
 import { CLI, eventually } from '../helpers/node-process.js';
-import { freePort } from '../integration/operator-harness.js';
 import { createLab, describeLab, type Lab, startTcpServer } from './index.js';
 
 const NS = 'shop';
@@ -36,7 +35,7 @@ describeLab('real node: the Dockerfile image on a real kubelet and containerd', 
   let lab: Lab | undefined;
   let cp: ControlPlane | undefined;
   let node: RealNode | undefined;
-  let operator: ChartOperator | undefined;
+  let release: PodsRelease | undefined;
   let image: BuiltImage;
   let keyDir: string | undefined;
   // Set by the helm install test, used by the liveness test after it.
@@ -63,16 +62,17 @@ describeLab('real node: the Dockerfile image on a real kubelet and containerd', 
       controllerManager: true,
       // A kubelet registers its Node with the not-ready taint; the node lifecycle controller lifts
       // it once the Node is Ready (the scheduler places nothing on it before).
-      controllerManagerArgs: { controllers: [...CONTROLLERS, 'node-lifecycle-controller'].join(',') },
+      controllerManagerArgs: { controllers: REAL_NODE_CONTROLLERS.join(',') },
       scheduler: nodeTools.kubeScheduler,
       egressProxy: true,
+      apiServerArgs: REAL_CLUSTER_API_SERVER_ARGS,
     });
     const t1 = Date.now();
     node = await startRealNode({
       name: 'a-0',
       cp,
       host: lab.host('a', 0),
-      podCidr: '10.244.1.0/24',
+      podCidr: '198.19.1.0/24',
       tools: nodeTools,
       images: [images.pause as BuiltImage, image],
     });
@@ -85,7 +85,6 @@ describeLab('real node: the Dockerfile image on a real kubelet and containerd', 
   afterAll(async () => {
     const errors: unknown[] = [];
     for (const step of [
-      () => operator?.stop(),
       () => node?.stop(),
       () => cp?.stop(),
       () => lab?.stop(),
@@ -203,22 +202,29 @@ describeLab('real node: the Dockerfile image on a real kubelet and containerd', 
     }
   }, 180_000);
 
-  it('helm install with the built image: the webhook injects a native sidecar that runs read-only as 65532, Ready', async () => {
+  it('helm install with the built image: the operator runs as a pod, its webhook called by Service injects a native sidecar that runs read-only as 65532, Ready', async () => {
     if (cp === undefined || lab === undefined) return;
     const c = cp;
-    const [repository, tag] = image.ref.split(':') as [string, string];
-    const release = await installChart(c, {
-      webhookPort: await freePort(),
-      set: [
-        `image.repository=${repository}`,
-        `image.tag=${tag}`,
-        'image.pullPolicy=Never',
-        // The operator runs as a process (webhook.urlOverride on 127.0.0.1, as chart-release.ts
-        // does): its Deployment's pods stay Pending rather than run without API credentials.
-        'operator.nodeSelector.peertunnel\\.io/operator=runs-as-a-process',
-      ],
-    });
-    operator = await startChartOperator(c, release, { identity: 'operator-real-node' });
+    // As README: the operator is the chart's Deployment on the node, with its ServiceAccount's
+    // projected token; the API server calls the webhook through its Service.
+    release = await installChartAsPods(c, { image: image.ref });
+    const webhooks = JSON.parse(await kubectl(['get', 'mutatingwebhookconfigurations', '-o', 'json'])) as {
+      items: { webhooks?: { clientConfig: { url?: string; service?: { name: string } } }[] }[];
+    };
+    const clientConfigs = webhooks.items.flatMap((w) => (w.webhooks ?? []).map((h) => h.clientConfig));
+    expect(clientConfigs.length).toBeGreaterThan(0);
+    for (const cc of clientConfigs) {
+      expect(cc.url).toBeUndefined();
+      expect(cc.service?.name).toBeDefined();
+    }
+    const operatorPods = JSON.parse(
+      await kubectl(['-n', release.namespace, 'get', 'pods', '-o', 'json']),
+    ) as { items: V1Pod[] };
+    // The chart's replicas (2: leader election, every replica serves the webhook), on the one node.
+    expect(operatorPods.items.map((p) => [p.spec?.nodeName, p.status?.phase])).toEqual([
+      ['a-0', 'Running'],
+      ['a-0', 'Running'],
+    ]);
 
     // A relay on the lab's internet, as a bootstrap peer the sidecar reaches through the NAT.
     keyDir = await mkdtemp(join(tmpdir(), 'pt-realnode-'));
@@ -282,7 +288,10 @@ describeLab('real node: the Dockerfile image on a real kubelet and containerd', 
     await kubectl(['apply', '-f', '-'], JSON.stringify(app));
     const pod = JSON.parse(await kubectl(['-n', NS, 'get', 'pod', 'web', '-o', 'json'])) as V1Pod;
     const sidecar = pod.spec?.initContainers?.find((ic) => ic.restartPolicy === 'Always');
-    expect(sidecar).toBeDefined();
+    if (sidecar === undefined) {
+      const log = readFileSync(join(c.dir, 'kube-apiserver.log'), 'utf8').split('\n');
+      throw new Error(`no sidecar injected; the API server on webhooks:\n${log.filter((l) => /webhook/i.test(l)).slice(-15).join('\n')}`);
+    }
     expect(sidecar?.image).toBe(image.ref);
     const ready = await c.kubectl(['-n', NS, 'wait', '--for=condition=Ready', 'pod/web', '--timeout=120s'], {
       timeoutMs: 130_000,
@@ -348,9 +357,9 @@ describeLab('real node: the Dockerfile image on a real kubelet and containerd', 
         return { restarts: sidecar?.restartCount ?? -1, ready: sidecar?.ready === true };
       };
       expect((await restartsOf()).restarts).toBe(0);
-      // Made to fail: the sidecar's process stopped, so /livez stops answering. Its only
-      // peertunnel.mjs process on this host is the injected sidecar's (the operator, relay and
-      // exposer run the CLI from dist/bin, the other pods plain node).
+      // Made to fail: the sidecar's process stopped, so /livez stops answering. The only
+      // `peertunnel.mjs node` process on this host is the injected sidecar's (the operator's pod
+      // runs `peertunnel.mjs operator`; relay and exposer run the CLI from dist/bin).
       const pids = pidsRunning('peertunnel.mjs\0node\0');
       expect(pids).toHaveLength(1);
       process.kill(pids[0] as number, 'SIGSTOP');

@@ -8,6 +8,7 @@ import {
   relaySpec,
   renderRelayConfig,
   renderRelayDeployment,
+  renderRelayService,
 } from '../../../../operator/controller/relay.js';
 import { injectSettings } from '../../../../operator/inject/settings.js';
 
@@ -42,5 +43,20 @@ describe('renderRelayDeployment', () => {
     expect(volume?.secret?.defaultMode).toBe(0o440);
     expect(container?.securityContext?.runAsUser).not.toBe(0);
     expect(pod?.securityContext?.fsGroup).toBe(container?.securityContext?.runAsGroup);
+  });
+});
+
+describe('renderRelayService', () => {
+  const withType = (serviceType: 'ClusterIP' | 'NodePort' | 'LoadBalancer') => {
+    const n = { ...network, spec: { ...network.spec, relay: { enabled: true, serviceType } } } as PeerNetwork;
+    const spec = relaySpec(n);
+    if (spec === undefined) throw new Error('relay not enabled');
+    return renderRelayService(n, spec, 0).spec;
+  };
+  it("keeps peers' own addresses from outside the cluster: externalTrafficPolicy Local", () => {
+    expect(withType('LoadBalancer')?.externalTrafficPolicy).toBe('Local');
+    expect(withType('NodePort')?.externalTrafficPolicy).toBe('Local');
+    // Not a field of a ClusterIP Service (the API server refuses it there).
+    expect(withType('ClusterIP')?.externalTrafficPolicy).toBeUndefined();
   });
 });
