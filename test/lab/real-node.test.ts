@@ -290,7 +290,12 @@ describeLab('real node: the Dockerfile image on a real kubelet and containerd', 
     const sidecar = pod.spec?.initContainers?.find((ic) => ic.restartPolicy === 'Always');
     if (sidecar === undefined) {
       const log = readFileSync(join(c.dir, 'kube-apiserver.log'), 'utf8').split('\n');
-      throw new Error(`no sidecar injected; the API server on webhooks:\n${log.filter((l) => /webhook/i.test(l)).slice(-15).join('\n')}`);
+      throw new Error(
+        `no sidecar injected; the API server on webhooks:\n${log
+          .filter((l) => /webhook/i.test(l))
+          .slice(-15)
+          .join('\n')}`,
+      );
     }
     expect(sidecar?.image).toBe(image.ref);
     const ready = await c.kubectl(['-n', NS, 'wait', '--for=condition=Ready', 'pod/web', '--timeout=120s'], {
