@@ -1,9 +1,9 @@
 /**
- * The workload of the two-cluster test, with Debian's redis tools run inside pods (RunningPod.exec):
+ * The workload of the two-cluster test, with Debian's redis tools run inside pods (`kubectl exec`):
  * redis-benchmark through the forward, known keys written through it and read back on the server
  * directly, connection counts per server, and a bounded loop of fresh connections.
  */
-import type { RunningPod } from '../env/lab-kubelet.js';
+import type { PodExec } from './pods.js';
 
 export const REDIS_PORT = 6379;
 const HOST = '127.0.0.1';
@@ -28,7 +28,7 @@ export function parseBenchmarkCsv(text: string): BenchmarkLine[] {
 
 /** redis-benchmark against the pod's own 127.0.0.1:6379 (bounded: `requests` per test). */
 export async function benchmark(
-  pod: RunningPod,
+  pod: PodExec,
   container: string,
   requests: number,
 ): Promise<{ lines: BenchmarkLine[]; code: number | null; stderr: string }> {
@@ -61,7 +61,7 @@ function respSet(key: string, value: string): string {
 
 /** Writes the keys with `redis-cli --pipe` through 127.0.0.1:6379; returns errors and replies. */
 export async function writeKeys(
-  pod: RunningPod,
+  pod: PodExec,
   container: string,
   keys: ReadonlyMap<string, string>,
 ): Promise<{ errors: number; replies: number; output: string }> {
@@ -75,11 +75,7 @@ export async function writeKeys(
 }
 
 /** MGET on the server's own 127.0.0.1:6379 (no tunnel): the values, in the keys' order ('' = nil). */
-export async function readKeys(
-  pod: RunningPod,
-  container: string,
-  keys: readonly string[],
-): Promise<string[]> {
+export async function readKeys(pod: PodExec, container: string, keys: readonly string[]): Promise<string[]> {
   const r = await pod.exec(container, ['redis-cli', '-h', HOST, '-p', String(REDIS_PORT), 'MGET', ...keys], {
     timeoutMs: 30_000,
   });
@@ -88,7 +84,7 @@ export async function readKeys(
 }
 
 /** INFO stats total_connections_received of the server in the pod (this call counts as one). */
-export async function connectionsReceived(pod: RunningPod, container: string): Promise<number> {
+export async function connectionsReceived(pod: PodExec, container: string): Promise<number> {
   const r = await pod.exec(container, ['redis-cli', '-h', HOST, '-p', String(REDIS_PORT), 'INFO', 'stats'], {
     timeoutMs: 30_000,
   });
@@ -103,7 +99,7 @@ export async function connectionsReceived(pod: RunningPod, container: string): P
  * (logged, not asserted: the benchmarks measure speed).
  */
 export async function pingConnections(
-  pod: RunningPod,
+  pod: PodExec,
   container: string,
   n: number,
 ): Promise<{ ok: number; failed: number; ms: number[]; output: string }> {

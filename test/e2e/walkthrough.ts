@@ -36,6 +36,62 @@ export async function labOnlyPublicRanges(c: Cluster, ranges: readonly string[])
   ]);
 }
 
+const RELAY_SELECTOR = 'peertunnel.io/relay-of';
+
+/**
+ * Lab-only, the cloud's part: the load balancer of the relay's `LoadBalancer` Service is the lab
+ * host of the node it runs on (README announces that address). A cloud controller would write the
+ * ingress; kube-proxy then forwards the address's port to the relay pod.
+ */
+export async function labOnlyLoadBalancer(c: Cluster, ip: string): Promise<void> {
+  const name = await eventually('the relay Service', async () => {
+    const out = await c.kubectl(['-n', APP_NS, 'get', 'services', '-l', RELAY_SELECTOR, '-o', 'name']);
+    return out.trim() === '' ? undefined : out.trim().split('\n')[0];
+  });
+  await c.kubectl([
+    '-n',
+    APP_NS,
+    'patch',
+    name,
+    '--subresource=status',
+    '--type=merge',
+    '-p',
+    JSON.stringify({ status: { loadBalancer: { ingress: [{ ip }] } } }),
+  ]);
+}
+
+/**
+ * Lab-only: the relay runs on the internet-facing node `edge`, everything else on `inner` (a cloud
+ * would place it behind its load balancer instead). While `steps` create and roll the relay, only
+ * `edge` takes pods; once its Deployment has rolled out, only `inner` does.
+ */
+export async function labOnlyPlaceRelay<T>(
+  c: Cluster,
+  edge: string,
+  inner: string,
+  steps: () => Promise<T>,
+): Promise<T> {
+  await c.kubectl(['uncordon', edge]);
+  await c.kubectl(['cordon', inner]);
+  const result = await steps();
+  const deployments = await c.kubectl([
+    '-n',
+    APP_NS,
+    'get',
+    'deployments',
+    '-l',
+    RELAY_SELECTOR,
+    '-o',
+    'name',
+  ]);
+  for (const d of deployments.trim().split('\n').filter(Boolean)) {
+    await c.kubectl(['-n', APP_NS, 'rollout', 'status', d, '--timeout=180s']);
+  }
+  await c.kubectl(['cordon', edge]);
+  await c.kubectl(['uncordon', inner]);
+  return result;
+}
+
 /** `kubectl -n shop wait --for=condition=Ready peernetwork/mesh` */
 export const waitNetworkReady = (c: Cluster) =>
   c.kubectl(['-n', APP_NS, 'wait', '--for=condition=Ready', '--timeout=60s', 'peernetwork/mesh']);

@@ -1,8 +1,8 @@
 /**
  * A pod runner for tests: plays the kubelet's part for one injected sidecar, on the host's loopback
- * (lab-kubelet.ts is its big brother for whole pods in NAT-lab namespaces). Given a pod from the
- * API server, it resolves the sidecar container's env as a kubelet would (kubelet/env.ts, shared
- * with the lab kubelet: values, Secret/ConfigMap keys, fields), runs its command (the image's
+ * (whole pods run on real nodes: real-node.ts). Given a pod from the API server, it resolves the
+ * sidecar container's env as a kubelet would (kubelet/env.ts: values, Secret/ConfigMap keys,
+ * fields), runs its command (the image's
  * entrypoint is the `peertunnel` CLI, so `args` run as `peertunnel <args>`) as a local process, and
  * reports back: pod IP, phase,
  * the sidecar's readiness (its /readyz, as the readiness probe would) in the pod's status, and where
@@ -12,7 +12,7 @@
  * Every pod shares this host's loopback, unlike real pods: the runner rewrites the node config's
  * libp2p and admin listen addresses to 127.0.0.1 with free ports. The container's volumes (the
  * swarm key's Secret) are written to a directory of its own, and config paths under a mountPath
- * point there instead (no mount namespace, unlike the lab kubelet).
+ * point there instead (no mount namespace).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -1,11 +1,10 @@
 /**
  * A container's environment as a kubelet builds it: `env` (value, secretKeyRef, configMapKeyRef,
  * fieldRef) and `envFrom` (secretRef, configMapRef), later entries overriding earlier ones, `$(VAR)`
- * references expanded from the variables defined before. Shared by the loopback pod runner and the
- * lab kubelet; the objects come from a `ObjectSource` so this stays free of HTTP.
+ * references expanded from the variables defined before. Used by the loopback pod runner; the
+ * objects come from a `ObjectSource` so this stays free of HTTP.
  */
 import type { V1ConfigMap, V1Container, V1Pod, V1Secret } from '@kubernetes/client-node';
-import { expandVars } from './images.js';
 
 /** Reads Secrets and ConfigMaps of the pod's namespace; undefined when there is no such object. */
 export interface ObjectSource {
@@ -132,4 +131,18 @@ export async function resolveContainerEnv(
     }
   }
   return out;
+}
+
+/**
+ * `$(VAR)` references in command and args, expanded from the container's env as a kubelet does;
+ * `$$(VAR)` escapes; unknown references stay as written.
+ */
+export function expandVars(value: string, env: Readonly<Record<string, string>>): string {
+  return value.replace(
+    /\$(\$)?\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g,
+    (whole, escaped: string | undefined, name: string) => {
+      if (escaped !== undefined) return `$(${name})`;
+      return env[name] ?? whole;
+    },
+  );
 }
