@@ -135,9 +135,12 @@ describe('a protector holding the current and the next key', () => {
     const [outbound, inbound] = multiaddrConnectionPair();
     const [opts, attempt] = withAttempt({}, 'next');
     // A responder that does not check (as one of an older version): it answers under its own key.
-    const peer = new PnetProtector({ psk: STRANGER }).protect(inbound as MultiaddrConnection, {
-      initiator: true,
-    } as never);
+    const peer = new PnetProtector({ psk: STRANGER }).protect(
+      inbound as MultiaddrConnection,
+      {
+        initiator: true,
+      } as never,
+    );
     const out = await both.protector.protect(outbound, opts);
     const closed = new Promise((resolve) => out.addEventListener('close', resolve, { once: true }));
     (await peer).send(MSS_HEADER.slice());

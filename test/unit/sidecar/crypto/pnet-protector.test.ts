@@ -9,8 +9,8 @@ import type { MessageStream } from '@libp2p/interface';
 import { preSharedKey } from '@libp2p/pnet';
 import { multiaddrConnectionPair } from '@libp2p/utils';
 import { generateSwarmKey, parseSwarmKey, swarmKeySecret } from '../../../../sidecar/config/swarm-key.js';
-import { NonceTimeoutError, PnetProtector } from '../../../../sidecar/crypto/pnet-protector.js';
 import { MSS_HEADER } from '../../../../sidecar/crypto/pnet-keys.js';
+import { NonceTimeoutError, PnetProtector } from '../../../../sidecar/crypto/pnet-protector.js';
 import { sodium } from '../../../../sidecar/crypto/sodium.js';
 import { XSalsa20Stream } from '../../../../sidecar/crypto/xsalsa20.js';
 
