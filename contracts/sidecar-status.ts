@@ -5,6 +5,7 @@
  */
 import { ContractError } from './errors.js';
 import { type ConnectionPath, parseConnectionPath } from './paths.js';
+import { SWARM_KEY_NAMES, type SwarmKeyName } from './swarm-keys.js';
 
 export interface ProviderStatus {
   peer: string;
@@ -43,10 +44,19 @@ export interface ExposeStatus {
   targetFailures: number;
 }
 
+/** The swarm keys a node holds and the open connections under each (a rollover's progress). */
+export interface SwarmKeyStatus {
+  /** Whether the node holds a next key beside its current one. */
+  next: boolean;
+  connections: Record<SwarmKeyName, number>;
+}
+
 /** What every sidecar's /status carries; the node adds its own fields beside these. */
 export interface SidecarStatus {
   peerId: string;
   ready: boolean;
+  /** Absent from sidecars older than the rollover. */
+  swarmKey?: SwarmKeyStatus;
   exposes: ExposeStatus[];
   forwards: ForwardStatus[];
 }
@@ -58,6 +68,8 @@ export type ReportedProvider = Pick<ProviderStatus, 'peer' | 'connected' | 'path
 export interface SidecarReport {
   peerId: string;
   ready: boolean;
+  /** Absent when the sidecar does not say (a version before the rollover). */
+  swarmKey?: SwarmKeyStatus;
   exposes: Array<Pick<ExposeStatus, 'name'>>;
   forwards: Array<{ name: string; providers: ReportedProvider[] }>;
 }
@@ -82,6 +94,24 @@ function list(v: unknown, field: string): unknown[] {
   return v;
 }
 
+/** A count: a non-negative integer. */
+function count(v: unknown, field: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+    throw new ContractError(field, `expected a non-negative integer, got ${kindOf(v)}`);
+  return v;
+}
+
+function swarmKeyStatus(v: unknown): SwarmKeyStatus {
+  const s = record(v, 'swarmKey');
+  if (typeof s.next !== 'boolean')
+    throw new ContractError('swarmKey.next', `expected a boolean, got ${kindOf(s.next)}`);
+  const c = record(s.connections, 'swarmKey.connections');
+  const connections = Object.fromEntries(
+    SWARM_KEY_NAMES.map((k) => [k, count(c[k], `swarmKey.connections.${k}`)]),
+  ) as Record<SwarmKeyName, number>;
+  return { next: s.next, connections };
+}
+
 const kindOf = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v);
 
 /**
@@ -96,6 +126,7 @@ export function parseSidecarReport(body: unknown): SidecarReport {
   return {
     peerId: string(b.peerId, 'peerId'),
     ready: b.ready === true,
+    ...(b.swarmKey === undefined ? {} : { swarmKey: swarmKeyStatus(b.swarmKey) }),
     exposes: list(b.exposes, 'exposes').map((e, i) => ({
       name: string(record(e, `exposes[${i}]`).name, `exposes[${i}].name`),
     })),

@@ -289,6 +289,14 @@ const nat = obj(
 export const peerNetworkSpecSchema = obj(
   {
     swarmKeySecretRef: req(swarmKeySecretRef),
+    nextSwarmKeySecretRef: opt({
+      ...swarmKeySecretRef,
+      json: {
+        ...swarmKeySecretRef.json,
+        description:
+          'The Secret holding the key a rollover brings in: members accept connections under either key and dial with this one first. Roll it in (restart every member), wait for status.swarmKeyRollover.oldKeyInUse to be false, then make it swarmKeySecretRef and remove this field (restart again).',
+      },
+    }),
     bootstrap: opt(
       arr(bootstrapAddr, {
         description:
@@ -326,6 +334,13 @@ export const peerNetworkSpecSchema = obj(
         fieldPath: '.bootstrap',
         reason: 'FieldValueRequired',
       },
+      {
+        rule: "!has(self.nextSwarmKeySecretRef) || self.nextSwarmKeySecretRef.name != self.swarmKeySecretRef.name || (has(self.nextSwarmKeySecretRef.key) ? self.nextSwarmKeySecretRef.key : 'swarm.key') != (has(self.swarmKeySecretRef.key) ? self.swarmKeySecretRef.key : 'swarm.key')",
+        message:
+          'nextSwarmKeySecretRef names the same Secret key as swarmKeySecretRef: a rollover needs a new key',
+        fieldPath: '.nextSwarmKeySecretRef',
+        reason: 'FieldValueInvalid',
+      },
     ],
   },
 );
@@ -345,6 +360,23 @@ export const peerNetworkStatusSchema = obj(
           maxItems: LIMITS.relayAddresses,
           listType: 'atomic',
         },
+      ),
+    ),
+    swarmKeyRollover: opt(
+      obj(
+        {
+          sidecarsReporting: req(count('Ready sidecars of this network whose /status the operator read.')),
+          sidecarsWithNextKey: req(count('Of those, the ones that hold the next key.')),
+          connectionsOnCurrentKey: req(count('Their open connections under the current (old) key.')),
+          connectionsOnNextKey: req(count('Their open connections under the next key.')),
+          oldKeyInUse: req(
+            bool({
+              description:
+                'False once every reporting sidecar holds the next key and none of their connections uses the current one: the next key may then become swarmKeySecretRef.',
+            }),
+          ),
+        },
+        { description: 'Progress of a swarm-key rollover (spec.nextSwarmKeySecretRef set).' },
       ),
     ),
   },

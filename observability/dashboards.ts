@@ -241,13 +241,27 @@ export const overview: DashboardSpec = {
       type: 'timeseries',
       title: 'Refused inbound connections',
       description:
-        'Connections refused before the private-network handshake, by reason (rate per address, pending per address, nonce deadline): a source without the key probing or flooding the port.',
+        'Connections refused before the private-network handshake, by reason (rate per address, pending per address, nonce deadline, swarm key: first bytes under no key of the node): a source without the key probing or flooding the port.',
       w: 24,
       unit: 'ops',
       targets: [
         {
           expr: `sum by (reason) (rate(peertunnel_inbound_refused_total[${RI}]))`,
           legendFormat: '{{reason}}',
+        },
+      ],
+    },
+    {
+      type: 'timeseries',
+      title: 'Connections by swarm key',
+      description:
+        'During a key rollover: open connections under the current and the next key, and dials that fell back from the next key to the current one. The old key may go once no connection uses it (PeerNetwork status.swarmKeyRollover).',
+      w: 24,
+      targets: [
+        { expr: 'sum by (swarm_key) (peertunnel_connections_by_swarm_key)', legendFormat: '{{swarm_key}}' },
+        {
+          expr: `sum(rate(peertunnel_swarm_key_fallbacks_total[${RI}]))`,
+          legendFormat: 'fallbacks/s',
         },
       ],
     },

@@ -22,8 +22,11 @@ import {
 } from './status.js';
 
 /** The cache (metadata only) says whether the Secret exists; its data is read only then. */
-export async function swarmKeyState(ctx: ReconcileContext, network: PeerNetwork): Promise<SwarmKeyState> {
-  const ref = network.spec.swarmKeySecretRef;
+export async function swarmKeyState(
+  ctx: ReconcileContext,
+  network: PeerNetwork,
+  ref: PeerNetwork['spec']['swarmKeySecretRef'] = network.spec.swarmKeySecretRef,
+): Promise<SwarmKeyState> {
   const namespace = network.metadata.namespace ?? '';
   const cached = ctx.caches.secrets.get(ref.name, namespace);
   if (cached === undefined || cached.metadata?.deletionTimestamp != null) return 'secretMissing';

@@ -20,10 +20,17 @@ export const P2P_PORT_NAME = 'pt-p2p';
 export const ADMIN_PORT_NAME = 'pt-admin';
 /** The CLI subcommand the sidecar runs; the image's entrypoint is the `peertunnel` CLI. */
 export const SIDECAR_ARGS: readonly string[] = ['node'];
-/** The pod volume holding the network's swarm key, and where the sidecar mounts it (read-only). */
-export const SWARM_KEY_VOLUME = 'peertunnel-swarm-key';
-export const SWARM_KEY_DIR = '/var/run/secrets/peertunnel.io/swarm-key';
-export const SWARM_KEY_FILE = `${SWARM_KEY_DIR}/swarm.key`;
+
+import { SWARM_KEY_DIR, SWARM_KEY_VOLUME, swarmKeyConfig, swarmKeyVolume } from './swarm-key.js';
+
+export {
+  NEXT_SWARM_KEY_FILE,
+  SWARM_KEY_DIR,
+  SWARM_KEY_FILE,
+  SWARM_KEY_VOLUME,
+  swarmKeyVolume,
+} from './swarm-key.js';
+
 /** Kubernetes' default terminationGracePeriodSeconds. */
 const DEFAULT_GRACE_SECONDS = 30;
 
@@ -34,25 +41,6 @@ const DEFAULT_GRACE_SECONDS = 30;
 export function drainSecondsFor(terminationGracePeriodSeconds: number | undefined): number {
   const grace = terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
   return Math.max(0, Math.min(3600, Math.floor((grace * 2) / 3)));
-}
-
-/**
- * The swarm key as a read-only file from the network's Secret: an env var would be readable by
- * anyone with pods/exec (and in /proc/<pid>/environ) for the life of the process.
- */
-export function swarmKeyVolume(network: PeerNetwork): V1Volume {
-  const ref = network.spec.swarmKeySecretRef;
-  return {
-    name: SWARM_KEY_VOLUME,
-    secret: {
-      secretName: ref.name,
-      items: [{ key: ref.key ?? DEFAULTS.swarmKeySecretKey, path: 'swarm.key' }],
-      // Readable by the sidecar's non-root user without an fsGroup on the pod; only the sidecar
-      // mounts the volume.
-      defaultMode: 0o444,
-      optional: false,
-    },
-  };
 }
 
 export interface RenderedSidecar {
@@ -193,7 +181,7 @@ export function renderNodeConfig(
   const spec = network.spec;
   const config: NodeConfigInput = {
     role: 'sidecar',
-    swarmKey: { file: SWARM_KEY_FILE },
+    ...swarmKeyConfig(network),
     listen: [`/ip4/0.0.0.0/tcp/${settings.p2pPort}`],
     bootstrap: bootstrapPeers(network),
     dht: { protocol: spec.dht?.protocol ?? DEFAULTS.dhtProtocol },

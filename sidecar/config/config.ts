@@ -233,6 +233,11 @@ export const nodeConfigSchema = z
     role: z.enum(['sidecar', 'relay'], { error: 'expected "sidecar" or "relay"' }).default('sidecar'),
     /** Where the network's pre-shared key comes from. */
     swarmKey: swarmKeySchema,
+    /**
+     * The key a rollover brings in, from a source of its own (docs/architecture.md, Swarm-key
+     * rollover): connections under either key are accepted, dials try this one first.
+     */
+    nextSwarmKey: swarmKeySchema.optional(),
     /** A protobuf-encoded libp2p private key file; an ephemeral identity when absent. */
     identity: z.strictObject({ file: filePath }).optional(),
     /** Multiaddrs to listen on (TCP; port 0 picks a free one). */

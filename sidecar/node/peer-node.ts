@@ -3,6 +3,7 @@
  * the admin server, started and stopped together. Used by `peertunnel node`, the demo and tests.
  */
 import { Registry } from 'prom-client';
+import { SWARM_KEY_NAMES } from '../../contracts/swarm-keys.js';
 import { VERSION } from '../../contracts/version.js';
 import { AdminServer } from '../admin/admin-server.js';
 import { createSidecarMetrics, type SidecarMetrics } from '../admin/metrics.js';
@@ -18,12 +19,14 @@ import { watchRefusedStreams } from '../tunnel/refusals.js';
 import { StreamLimiter, streamLimits } from '../tunnel/stream-limits.js';
 import { BootstrapKeeper } from './bootstrap.js';
 import { PathRegistry } from './connection-paths.js';
+import { SwarmKeyError } from './errors.js';
 import { INBOUND_REFUSALS, InboundGuard } from './inbound-guard.js';
 import { createNode, loadIdentity, type PeerTunnelLibp2p } from './libp2p-node.js';
 import type { Logger } from './logger.js';
 import { type NatStatus, NatWatch } from './nat-watch.js';
 import { connectionSnapshot, nodeStatus, notReadyReasons, type PeerNodeStatus } from './node-status.js';
 import { PathWatch } from './path-watch.js';
+import { SwarmKeyRegistry } from './swarm-keys.js';
 
 // Callers import these from here; they live beside the code that fills them.
 export { type NatStatus, REACHABILITY_STATES, type Reachability } from './nat-watch.js';
@@ -56,7 +59,12 @@ export class PeerNode {
   private draining = false;
   private portMapper?: PortMapper;
 
-  private constructor(libp2p: PeerTunnelLibp2p, options: PeerNodeOptions, inbound: InboundGuard) {
+  private constructor(
+    libp2p: PeerTunnelLibp2p,
+    options: PeerNodeOptions,
+    inbound: InboundGuard,
+    readonly swarmKeys: SwarmKeyRegistry,
+  ) {
     const { config, logger } = options;
     this.config = config;
     this.libp2p = libp2p;
@@ -64,12 +72,14 @@ export class PeerNode {
     const registry = options.registry ?? new Registry();
     this.metrics = createSidecarMetrics(
       registry,
-      () => connectionSnapshot(this.libp2p.getConnections(), this.paths),
+      () => connectionSnapshot(this.libp2p.getConnections(), this.paths, this.swarmKeys),
       () => this.notReadyReasons().length === 0,
     );
     this.metrics.buildInfo.set({ version: VERSION, nodejs: process.version, role: config.role }, 1);
     for (const reason of INBOUND_REFUSALS) this.metrics.inboundRefused.inc({ reason }, 0);
     inbound.onRefused((reason, n) => this.metrics.inboundRefused.inc({ reason }, n));
+    for (const from of SWARM_KEY_NAMES) this.metrics.swarmKeyFallbacks.inc({ from }, 0);
+    swarmKeys.onFallback((from, n) => this.metrics.swarmKeyFallbacks.inc({ from }, n));
     this.pathWatch = new PathWatch(libp2p, this.paths, logger);
     this.nat = new NatWatch({
       libp2p,
@@ -116,7 +126,15 @@ export class PeerNode {
   /** Builds and starts a node; on failure everything started so far is stopped again. */
   static async start(options: PeerNodeOptions): Promise<PeerNode> {
     const { config } = options;
-    const psk = await readSwarmKey(config.swarmKey, options.env ?? process.env);
+    const env = options.env ?? process.env;
+    const psk = await readSwarmKey(config.swarmKey, env);
+    const nextPsk =
+      config.nextSwarmKey === undefined
+        ? undefined
+        : await readSwarmKey(config.nextSwarmKey, env, 'nextSwarmKey');
+    if (nextPsk !== undefined && Buffer.from(nextPsk).equals(Buffer.from(psk)))
+      throw new SwarmKeyError('nextSwarmKey: the same key as swarmKey (a rollover needs a new one)');
+    const swarmKeys = new SwarmKeyRegistry();
     const privateKey = await loadIdentity(config);
     const inbound = new InboundGuard(config.inbound, options.logger);
     const relayGuard =
@@ -125,6 +143,8 @@ export class PeerNode {
     const libp2p = await createNode({
       config,
       psk,
+      nextPsk,
+      swarmKeys,
       privateKey,
       inbound,
       datastore,
@@ -135,7 +155,7 @@ export class PeerNode {
           'TCP dials cannot use the listening port: hole punching is off',
         ),
     });
-    const node = new PeerNode(libp2p, options, inbound);
+    const node = new PeerNode(libp2p, options, inbound, swarmKeys);
     if (relayGuard !== undefined) node.nat.watchRelayGuard(relayGuard);
     node.nat.watchDhtRecords(datastore);
     try {
@@ -238,6 +258,8 @@ export class PeerNode {
       bootstrap: this.bootstrap.peers(),
       connections: this.libp2p.getConnections(),
       paths: this.paths,
+      swarmKeys: this.swarmKeys,
+      hasNextSwarmKey: this.config.nextSwarmKey !== undefined,
       exposes: this.exposes.map((e) => e.status()),
       forwards: this.forwards.map((f) => f.status()),
       nat: this.natStatus(),
