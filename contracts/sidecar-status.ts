@@ -5,6 +5,7 @@
  */
 import { ContractError } from './errors.js';
 import { type ConnectionPath, parseConnectionPath } from './paths.js';
+import type { TrustStatus } from './trust.js';
 
 export interface ProviderStatus {
   peer: string;
@@ -49,6 +50,8 @@ export interface SidecarStatus {
   ready: boolean;
   exposes: ExposeStatus[];
   forwards: ForwardStatus[];
+  /** Credentials and recent refusals (contracts/trust.ts); absent from sidecars before them. */
+  trust?: TrustStatus;
 }
 
 /** A provider as the operator reads it. */

@@ -4,6 +4,7 @@
  */
 import type { Connection } from '@libp2p/interface';
 import type { ExposeStatus, ForwardStatus, SidecarStatus } from '../../contracts/sidecar-status.js';
+import type { TrustStatus } from '../../contracts/trust.js';
 import { VERSION } from '../../contracts/version.js';
 import { PATH_KINDS, type PathKind } from '../admin/metrics.js';
 import type { NodeConfig } from '../config/config.js';
@@ -74,6 +75,7 @@ export interface StatusParts {
   forwards: ForwardStatus[];
   nat: NatStatus;
   portMapping: PortMappingStatus | undefined;
+  trust: TrustStatus;
 }
 
 export function nodeStatus(parts: StatusParts): PeerNodeStatus {
@@ -100,5 +102,6 @@ export function nodeStatus(parts: StatusParts): PeerNodeStatus {
     forwards: parts.forwards,
     nat: parts.nat,
     portMapping: parts.portMapping,
+    trust: parts.trust,
   };
 }

@@ -95,7 +95,9 @@ describe('credential verification', () => {
 
   it('refuses a credential whose claims were changed after signing', () => {
     const [format, , signature] = signCredential(claims(), clusterA).split('.');
-    const forged = Buffer.from(JSON.stringify(claims({ expose: ['redis', 'payments'] }))).toString('base64url');
+    const forged = Buffer.from(JSON.stringify(claims({ expose: ['redis', 'payments'] }))).toString(
+      'base64url',
+    );
     expect(verdict(`${format}.${forged}.${signature}`)).toBe('bad_signature');
   });
 
