@@ -109,8 +109,11 @@ export const allowFromSchema = z
   )
   .max(LIMITS.allowFrom, { error: `expected at most ${LIMITS.allowFrom} rules` });
 
-/** Reads and checks a trust file; throws ConfigError naming the file and the field in one line. */
-export async function loadTrustFile(file: string): Promise<TrustLists> {
+/**
+ * Reads and checks a trust file; throws ConfigError naming the file and the field in one line.
+ * Returns the lists and the text they were read from.
+ */
+export async function loadTrustFile(file: string): Promise<TrustLists & { text: string }> {
   let text: string;
   try {
     const size = (await stat(file)).size;
@@ -127,7 +130,7 @@ export async function loadTrustFile(file: string): Promise<TrustLists> {
       `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
     );
   }
-  return parseTrustFileText(text, file);
+  return { ...(await parseTrustFileText(text, file)), text };
 }
 
 export async function parseTrustFileText(text: string, file: string): Promise<TrustLists> {

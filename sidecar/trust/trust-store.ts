@@ -41,7 +41,7 @@ export class TrustStore {
   static async load(config: TrustConfig, logger: Logger, pollMs = TRUST_POLL_MS): Promise<TrustStore> {
     const store = new TrustStore(config, logger);
     const file = config.file;
-    let fromFile: TrustLists = { clusters: [], allowPeers: [] };
+    let fromFile: TrustLists & { text?: string } = { clusters: [], allowPeers: [] };
     if (file !== undefined) fromFile = await loadTrustFile(file);
     store.apply(fromFile, 'start');
     if (file !== undefined) {
@@ -58,7 +58,7 @@ export class TrustStore {
         },
         onError: (problem) => store.reloadFailed(problem),
       });
-      store.poll.start();
+      store.poll.start(fromFile.text);
     }
     return store;
   }

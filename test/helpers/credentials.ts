@@ -94,3 +94,23 @@ export async function freePort(): Promise<number> {
   await new Promise((r) => srv.close(r));
   return typeof addr === 'object' && addr !== null ? addr.port : 0;
 }
+
+/** Writes a fresh credential every `everyMs`, as an issuer renewing short-lived ones would. */
+export function renewEvery(m: Member, w: Workload, ttlSeconds: number, everyMs: number) {
+  const state = { renewals: 0, stopped: false };
+  const timer = setInterval(() => {
+    if (state.stopped) return;
+    void writeCredential(m, w, ttlSeconds).then(() => {
+      state.renewals++;
+    });
+  }, everyMs);
+  return {
+    get renewals() {
+      return state.renewals;
+    },
+    stop() {
+      state.stopped = true;
+      clearInterval(timer);
+    },
+  };
+}

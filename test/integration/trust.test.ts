@@ -201,6 +201,7 @@ async function refused(port: number): Promise<boolean> {
     let got = 0;
     s.on('data', (d: Buffer) => {
       got += d.length;
+      s.destroy();
     });
     s.on('error', () => undefined);
     s.once('close', () => resolve(got === 0));
