@@ -6,6 +6,7 @@
 import { ContractError } from './errors.js';
 import { type ConnectionPath, parseConnectionPath } from './paths.js';
 import { SWARM_KEY_NAMES, type SwarmKeyName } from './swarm-keys.js';
+import type { TrustStatus } from './trust.js';
 
 export interface ProviderStatus {
   peer: string;
@@ -59,6 +60,8 @@ export interface SidecarStatus {
   swarmKey?: SwarmKeyStatus;
   exposes: ExposeStatus[];
   forwards: ForwardStatus[];
+  /** Credentials and recent refusals (contracts/trust.ts); absent from sidecars before them. */
+  trust?: TrustStatus;
 }
 
 /** A provider as the operator reads it. */

@@ -23,6 +23,7 @@ export type StreamFailureReason =
   | 'local_error'
   | 'limited_connection'
   | 'provider_busy'
+  | 'unauthorized'
   | 'timeout';
 
 export interface SidecarMetrics {
@@ -56,6 +57,9 @@ export interface SidecarMetrics {
   portMappingOperations: Counter<'protocol' | 'operation' | 'result'>;
   buildInfo: Gauge<'version' | 'nodejs' | 'role'>;
   adminRefused: Counter<'reason'>;
+  trustRefused: Counter<'side' | 'reason'>;
+  trustRevoked: Counter<'side' | 'reason'>;
+  credentialExpiry: Gauge;
 }
 
 export interface ConnectionSnapshot {
@@ -265,6 +269,23 @@ export function createSidecarMetrics(
       name: 'peertunnel_admin_refused_total',
       help: 'Admin HTTP connections or requests refused, by reason (connection_limit; status_forbidden: /status off loopback without a token; status_bad_token).',
       labelNames: ['reason'] as const,
+      registers,
+    }),
+    trustRefused: new Counter({
+      name: 'peertunnel_trust_refused_total',
+      help: 'Peers refused by the trust model, by side (forward: a provider not used for a name; expose: a stream not served; exchange: a credential refused on arrival) and reason (contracts/credential.ts).',
+      labelNames: ['side', 'reason'] as const,
+      registers,
+    }),
+    trustRevoked: new Counter({
+      name: 'peertunnel_trust_revoked_total',
+      help: 'Open tunnel streams ended because their peer is no longer trusted (credential expired or its cluster removed), by side and reason.',
+      labelNames: ['side', 'reason'] as const,
+      registers,
+    }),
+    credentialExpiry: new Gauge({
+      name: 'peertunnel_credential_expiry_timestamp_seconds',
+      help: "When this node's own credential expires (unix seconds); 0 without one.",
       registers,
     }),
   };

@@ -10,6 +10,7 @@ import type {
   SwarmKeyStatus,
 } from '../../contracts/sidecar-status.js';
 import type { SwarmKeyName } from '../../contracts/swarm-keys.js';
+import type { TrustStatus } from '../../contracts/trust.js';
 import { VERSION } from '../../contracts/version.js';
 import { PATH_KINDS, type PathKind } from '../admin/metrics.js';
 import type { NodeConfig } from '../config/config.js';
@@ -97,6 +98,7 @@ export interface StatusParts {
   forwards: ForwardStatus[];
   nat: NatStatus;
   portMapping: PortMappingStatus | undefined;
+  trust: TrustStatus;
 }
 
 export function nodeStatus(parts: StatusParts): PeerNodeStatus {
@@ -125,5 +127,6 @@ export function nodeStatus(parts: StatusParts): PeerNodeStatus {
     forwards: parts.forwards,
     nat: parts.nat,
     portMapping: parts.portMapping,
+    trust: parts.trust,
   };
 }

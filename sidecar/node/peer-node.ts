@@ -13,6 +13,7 @@ import { BoundedDatastore } from '../discovery/dht-limits.js';
 import { ServiceDirectory, type ServiceDirectoryInit } from '../discovery/service-directory.js';
 import { RelayGuard } from '../nat/relay-guard.js';
 import { createNodePortMapper, type PortMapper } from '../port-mapping/port-mapper.js';
+import { NodeTrust } from '../trust/node-trust.js';
 import { ExposeHandler } from '../tunnel/expose.js';
 import { ForwardListener } from '../tunnel/forward.js';
 import { watchRefusedStreams } from '../tunnel/refusals.js';
@@ -41,6 +42,8 @@ export interface PeerNodeOptions {
   /** Start the admin HTTP server. @default true */
   admin?: boolean;
   directory?: ServiceDirectoryInit;
+  /** How often the trust and credential files are looked at (sidecar/trust/trust-store.ts). */
+  trustPollMs?: number;
 }
 
 export class PeerNode {
@@ -52,6 +55,7 @@ export class PeerNode {
   readonly forwards: ForwardListener[];
   readonly exposes: ExposeHandler[];
   readonly admin?: AdminServer;
+  readonly trust: NodeTrust;
   private readonly bootstrap: BootstrapKeeper;
   private readonly logger: Logger;
   private readonly pathWatch: PathWatch;
@@ -89,8 +93,16 @@ export class PeerNode {
       paths: this.paths,
       pathWatch: this.pathWatch,
     });
+    const trust = new NodeTrust(config, this.metrics, logger, options.trustPollMs);
+    this.trust = trust;
     this.directory = new ServiceDirectory(
-      { libp2p, dht: libp2p.services.dht, metrics: this.metrics, logger },
+      {
+        libp2p,
+        dht: libp2p.services.dht,
+        metrics: this.metrics,
+        logger,
+        admits: (service, peer) => trust.admits(service, peer),
+      },
       options.directory,
     );
     const components = {
@@ -99,6 +111,7 @@ export class PeerNode {
       paths: this.paths,
       metrics: this.metrics,
       logger,
+      ...(trust.open ? {} : { trust }),
     };
     this.forwards = config.forward.map((f) => new ForwardListener(components, f));
     const limiter = new StreamLimiter(streamLimits(config.limits));
@@ -174,6 +187,8 @@ export class PeerNode {
     await this.portMapper.start();
     watchRefusedStreams(this.libp2p, () => this.metrics.streamsRefused.inc({ reason: 'not_exposed' }));
     this.pathWatch.start();
+    // Before any connection: the exchange must see each one open.
+    await this.trust.start(this.libp2p);
     await this.nat.start();
     for (const e of this.exposes) await e.start();
     for (const f of this.forwards) await f.start();
@@ -231,6 +246,7 @@ export class PeerNode {
     await Promise.allSettled([...this.forwards.map((f) => f.stop()), ...this.exposes.map((e) => e.stop())]);
     await this.admin?.stop();
     await this.portMapper?.stop();
+    await this.trust.stop();
     await this.libp2p.stop();
     this.logger.info({ event: 'node_stopped' }, 'node stopped');
   }
@@ -264,6 +280,7 @@ export class PeerNode {
       forwards: this.forwards.map((f) => f.status()),
       nat: this.natStatus(),
       portMapping: this.portMapper?.status(),
+      trust: this.trust.status(),
     });
   }
 }
