@@ -81,11 +81,32 @@ const lists = {
 export const trustFileSchema = z.strictObject(lists);
 export type TrustLists = z.output<typeof trustFileSchema>;
 
+/** Where a sidecar asks for its credential: the operator's `POST /credential` (contracts/credential-request.ts). */
+export const issuerSchema = z.strictObject({
+  /** https://<service>.<namespace>.svc:443/credential */
+  url: z
+    .string({ error: 'expected an https URL (string)' })
+    .max(2048, { error: 'expected a URL of at most 2048 characters', abort: true })
+    .refine((u) => URL.canParse(u) && u.startsWith('https://'), { error: 'expected an https URL' }),
+  /** The projected ServiceAccount token file (audience `peertunnel`), re-read for every request. */
+  tokenFile: filePath,
+  /** PEM of the CA that signed the operator's serving certificate; absent: the system's CAs. */
+  ca: z
+    .string({ error: 'expected PEM text (string)' })
+    .max(16_384, { error: 'expected PEM text of at most 16384 characters', abort: true })
+    .refine((t) => t.includes('-----BEGIN CERTIFICATE-----'), { error: 'expected a PEM certificate' })
+    .optional(),
+});
+export type IssuerConfig = z.output<typeof issuerSchema>;
+
 export const trustSchema = z.strictObject({
   /** The network name credentials must carry. */
   network: name(NETWORK_NAME_PATTERN, 253, 'a network name'),
-  /** This node's own credential (`peertunnel credential issue`), re-read and re-sent when it changes. */
-  credential: z.strictObject({ file: filePath }).optional(),
+  /**
+   * This node's own credential (`peertunnel credential issue`), re-read and re-sent when it
+   * changes. With an `issuer`, the node fetches it (and renews it) from its cluster's operator.
+   */
+  credential: z.strictObject({ file: filePath, issuer: issuerSchema.optional() }).optional(),
   ...lists,
   /** A YAML or JSON file with more `clusters` and `allowPeers`, re-read when it changes. */
   file: filePath.optional(),

@@ -2,6 +2,7 @@
  * The node as one object: libp2p plus bootstrap keeper, service directory, forwards, exposes and
  * the admin server, started and stopped together. Used by `peertunnel node`, the demo and tests.
  */
+import type { PrivateKey } from '@libp2p/interface';
 import { Registry } from 'prom-client';
 import { SWARM_KEY_NAMES } from '../../contracts/swarm-keys.js';
 import { VERSION } from '../../contracts/version.js';
@@ -172,7 +173,7 @@ export class PeerNode {
     if (relayGuard !== undefined) node.nat.watchRelayGuard(relayGuard);
     node.nat.watchDhtRecords(datastore);
     try {
-      await node.startParts();
+      await node.startParts(privateKey);
     } catch (err) {
       await node.stop();
       throw err;
@@ -180,7 +181,7 @@ export class PeerNode {
     return node;
   }
 
-  private async startParts(): Promise<void> {
+  private async startParts(privateKey: PrivateKey): Promise<void> {
     // Port mapping (UPnP / NAT-PMP): first, so it sees (and marks) connections before path logs do.
     const { paths, metrics, logger } = this;
     this.portMapper = createNodePortMapper(this.libp2p, this.config, { paths, metrics, logger });
@@ -188,7 +189,7 @@ export class PeerNode {
     watchRefusedStreams(this.libp2p, () => this.metrics.streamsRefused.inc({ reason: 'not_exposed' }));
     this.pathWatch.start();
     // Before any connection: the exchange must see each one open.
-    await this.trust.start(this.libp2p);
+    await this.trust.start(this.libp2p, privateKey);
     await this.nat.start();
     for (const e of this.exposes) await e.start();
     for (const f of this.forwards) await f.start();

@@ -4,13 +4,15 @@
  * good (admits), and which open streams it still may hold (track). Without a `trust` section the
  * network is open: every answer is yes, nothing is exchanged, and the start log says so once.
  */
-import type { Stream } from '@libp2p/interface';
+import { readFile } from 'node:fs/promises';
+import type { PrivateKey, Stream } from '@libp2p/interface';
 import type { CredentialRefusal } from '../../contracts/credential.js';
 import { type AllowFromRule, allowFromMatches, type TrustStatus } from '../../contracts/trust.js';
 import type { Side, SidecarMetrics } from '../admin/metrics.js';
 import type { NodeConfig } from '../config/config.js';
 import type { PeerTunnelLibp2p } from '../node/libp2p-node.js';
 import type { Logger } from '../node/logger.js';
+import { CredentialRenewer } from './credential-renewer.js';
 import { CredentialExchange, EXCHANGE_TIMEOUT_MS } from './exchange.js';
 import { OpenTunnels } from './open-tunnels.js';
 import { OwnCredential } from './own-credential.js';
@@ -35,6 +37,7 @@ export class NodeTrust implements TunnelTrust {
   private store?: TrustStore;
   private peers?: PeerCredentials;
   private own?: OwnCredential;
+  private renewer?: CredentialRenewer;
   private exchange?: CredentialExchange;
   private readonly refusals: TrustRefusals;
   private readonly tunnels: OpenTunnels;
@@ -57,7 +60,7 @@ export class NodeTrust implements TunnelTrust {
   }
 
   /** Reads the trust and credential files (a bad one: ConfigError) and joins the exchange. */
-  async start(libp2p: PeerTunnelLibp2p): Promise<void> {
+  async start(libp2p: PeerTunnelLibp2p, privateKey: PrivateKey): Promise<void> {
     const trust = this.config.trust;
     if (trust === undefined) {
       this.logger.info(
@@ -88,12 +91,26 @@ export class NodeTrust implements TunnelTrust {
         pollMs: this.pollMs,
         onRenewed: () => void exchange.pushAll(),
       });
+    const issuer = trust.credential?.issuer;
+    if (trust.credential !== undefined && issuer !== undefined) {
+      this.renewer = new CredentialRenewer({
+        issuer,
+        file: trust.credential.file,
+        privateKey,
+        peer: libp2p.peerId.toString(),
+        logger: this.logger,
+        readToken: (file) => readFile(file, 'utf8'),
+        onWritten: () => this.own?.reload(),
+      });
+      this.renewer.start();
+    }
     await exchange.start();
     this.tunnels.start();
   }
 
   async stop(): Promise<void> {
     this.tunnels.stop();
+    this.renewer?.stop();
     this.store?.stop();
     this.own?.stop();
     await this.exchange?.stop();

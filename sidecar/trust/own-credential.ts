@@ -83,6 +83,11 @@ export class OwnCredential {
     this.poll?.stop();
   }
 
+  /** Looks at the file now (a renewer has just written it) rather than at the next poll. */
+  async reload(): Promise<void> {
+    await this.poll?.pollNow();
+  }
+
   get credential(): DecodedCredential | undefined {
     return this.current;
   }
