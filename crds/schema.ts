@@ -26,6 +26,7 @@ import {
   type Schema,
   str,
 } from './builder.js';
+import { allowFrom, networkTrustSpec, networkTrustStatus, tunnelTrustStatus } from './trust-schema.js';
 
 export const GROUP = 'peertunnel.io';
 export const VERSION = 'v1alpha1';
@@ -323,6 +324,7 @@ export const peerNetworkSpecSchema = obj(
       ),
     ),
     nat: opt(nat),
+    trust: opt(networkTrustSpec),
   },
   {
     description: 'A private libp2p network that PeerTunnels in this namespace join.',
@@ -379,6 +381,7 @@ export const peerNetworkStatusSchema = obj(
         { description: 'Progress of a swarm-key rollover (spec.nextSwarmKeySecretRef set).' },
       ),
     ),
+    trust: opt(networkTrustStatus),
   },
   { description: 'What the operator observed of this network.' },
 );
@@ -489,6 +492,7 @@ const expose = obj(
         ],
       }),
     ),
+    allowFrom: opt(allowFrom),
   },
   { description: 'A port of the selected pods offered to the network under a service name.' },
 );
@@ -649,10 +653,17 @@ export const peerTunnelStatusSchema = obj(
               maxLength: 32,
             }),
           ),
+          refused: opt(
+            str({
+              description: 'Credential refusals the sidecars report now, e.g. 3; "-" without credentials.',
+              maxLength: 32,
+            }),
+          ),
         },
         { description: 'One-word summaries that `kubectl get peertunnels` shows as columns.' },
       ),
     ),
+    trust: opt(tunnelTrustStatus),
   },
   { description: 'What the operator observed of this tunnel.' },
 );
@@ -669,6 +680,8 @@ export type LabelSelectorRequirement = NonNullable<LabelSelector['matchExpressio
 export type TunnelExpose = Infer<typeof expose>;
 export type TunnelForward = Infer<typeof forward>;
 export type Condition = Infer<typeof condition>;
+export type NetworkTrustSpec = Infer<typeof networkTrustSpec>;
+export type TunnelTrustStatus = Infer<typeof tunnelTrustStatus>;
 
 export interface PeerNetwork {
   apiVersion: typeof API_VERSION;
@@ -865,6 +878,12 @@ export const peerTunnelCrd: CustomResourceDefinition = crd({
       type: 'string',
       jsonPath: '.status.summary.path',
       description: 'Direct, relayed or mixed.',
+    },
+    {
+      name: 'Refused',
+      type: 'string',
+      jsonPath: '.status.summary.refused',
+      description: 'Credential refusals the sidecars report (status.trust lists them).',
     },
     ageColumn,
   ],
