@@ -553,6 +553,24 @@ export const operator: DashboardSpec = {
     },
     {
       type: 'timeseries',
+      title: 'Workload credentials',
+      description:
+        'Credentials issued to sidecars per second, and requests refused by reason (token_invalid, pod_gone, bad_proof, no_tunnel, rate_limited...).',
+      w: 12,
+      unit: 'ops',
+      targets: [
+        {
+          expr: `sum(rate(peertunnel_operator_credentials_issued_total[${RI}]))`,
+          legendFormat: 'issued',
+        },
+        {
+          expr: `sum by (reason) (rate(peertunnel_operator_credentials_refused_total[${RI}]))`,
+          legendFormat: 'refused {{reason}}',
+        },
+      ],
+    },
+    {
+      type: 'timeseries',
       title: 'Status writes',
       description: 'Status updates written per second, by kind (only when a status changed).',
       w: 12,

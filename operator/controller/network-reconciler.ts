@@ -64,6 +64,7 @@ export async function reconcileNetwork(ctx: ReconcileContext, key: string): Prom
     }
   }
   // status
+  const cred = ctx.settings.credentials;
   const status = computeNetworkStatus({
     network,
     swarmKey,
@@ -72,6 +73,7 @@ export async function reconcileNetwork(ctx: ReconcileContext, key: string): Prom
     tunnels,
     relayAddresses,
     relayError: workError,
+    ...(cred === undefined ? {} : { cluster: { name: cred.cluster, publicKey: cred.publicKey } }),
     now: ctx.now(),
   });
   let statusError: unknown;

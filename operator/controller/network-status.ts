@@ -23,6 +23,8 @@ export interface NetworkFacts {
   relayAddresses: string[] | undefined;
   /** Why creating or updating the relays failed; undefined when it did not. */
   relayError: unknown;
+  /** This cluster as an issuer of credentials, when the operator has a cluster name. */
+  cluster?: { name: string; publicKey: string };
   now: Date;
 }
 
@@ -31,6 +33,7 @@ export function computeNetworkStatus(f: NetworkFacts): PeerNetworkStatus {
   const { network, relayAddresses } = f;
   const status: PeerNetworkStatus = { observedGeneration: network.metadata.generation };
   if (relayAddresses !== undefined && relayAddresses.length > 0) status.relayAddresses = relayAddresses;
+  if (f.cluster !== undefined) status.trust = { cluster: f.cluster.name, publicKey: f.cluster.publicKey };
   if (f.rollover !== undefined) status.swarmKeyRollover = f.rollover;
   else if (f.relayError !== undefined && network.status?.relayAddresses !== undefined) {
     // Keep what was published rather than pull bootstrap peers from under running sidecars.

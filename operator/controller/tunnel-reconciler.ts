@@ -20,6 +20,7 @@ import {
   sidecarReady,
   tunnelsOfPod,
 } from './status.js';
+import { withTunnelTrust } from './trust-status.js';
 
 /** The cache (metadata only) says whether the Secret exists; its data is read only then. */
 export async function swarmKeyState(
@@ -64,6 +65,7 @@ export async function reconcileTunnel(ctx: ReconcileContext, key: string): Promi
       reports,
       now: ctx.now(),
     });
+    status = withTunnelTrust(status, tunnel, network, reports);
   } catch (err) {
     workError = err;
   }
