@@ -11,6 +11,11 @@ import { expandVars } from './images.js';
 export interface ObjectSource {
   secret(namespace: string, name: string): Promise<V1Secret | undefined>;
   configMap(namespace: string, name: string): Promise<V1ConfigMap | undefined>;
+  /** A token of the pod's ServiceAccount bound to the pod (TokenRequest), for projected token volumes. */
+  serviceAccountToken?(
+    pod: { namespace: string; name: string; uid: string; serviceAccount: string },
+    o: { audience: string; expirationSeconds: number },
+  ): Promise<string>;
 }
 
 /** What a kubelet reports as CreateContainerConfigError: the container cannot be configured (yet). */

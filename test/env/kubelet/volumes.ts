@@ -111,11 +111,38 @@ export async function makeVolume(
       `configmap ${name}`,
       fsGroup,
     );
+  } else if (volume.projected !== undefined && source.serviceAccountToken !== undefined) {
+    // Only projected ServiceAccount tokens (what the injected sidecar of a credentialed network
+    // mounts); the kubelet asks TokenRequest for a token bound to the pod. Written once, not renewed.
+    for (const s of volume.projected.sources ?? []) {
+      const t = s.serviceAccountToken;
+      if (t === undefined)
+        throw new VolumeError(`volume ${volume.name}: only serviceAccountToken projections are supported`);
+      const token = await source.serviceAccountToken(
+        {
+          namespace: ns,
+          name: pod.metadata?.name ?? '',
+          uid: pod.metadata?.uid ?? '',
+          serviceAccount: pod.spec?.serviceAccountName ?? 'default',
+        },
+        { audience: t.audience ?? '', expirationSeconds: t.expirationSeconds ?? 3600 },
+      );
+      await writeItems(
+        dir,
+        [[t.path, Buffer.from(token)]],
+        undefined,
+        volume.projected.defaultMode ?? 0o644,
+        `volume ${volume.name}`,
+        fsGroup,
+      );
+    }
   } else if (volume.emptyDir !== undefined) {
     // A kubelet's emptyDir is world-writable, so any user of the pod can use it.
     await chmod(dir, 0o777);
   } else {
-    throw new VolumeError(`volume ${volume.name}: only secret, configMap and emptyDir volumes are supported`);
+    throw new VolumeError(
+      `volume ${volume.name}: only secret, configMap, emptyDir and projected token volumes are supported`,
+    );
   }
 }
 
