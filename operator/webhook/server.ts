@@ -4,7 +4,8 @@
  * the pure `inject` against the informer caches, and answers with a JSONPatch or an unchanged
  * allow. It never refuses a pod: a pod the tunnels cannot serve is created without the sidecar,
  * with a warning the user sees in kubectl and a reason in the tunnel's status. Every replica
- * serves it; the certificate is swapped in place when the shared Secret changes.
+ * serves it; the certificate is swapped in place when the shared Secret changes. Other POST
+ * routes share the server and its certificate (the credential issuer's `/credential`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
