@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The one CLI: node | keygen | identity | cid | status | demo | operator.
+ * The one CLI: node | keygen | identity | cluster-key | credential | cid | status | demo | operator.
  * Each command imports what it needs only when it runs, so `node` never loads the Kubernetes
  * client and `keygen` never loads libp2p.
  */
@@ -31,6 +31,13 @@ commands:
   node --config FILE        run a node (sidecar or relay); the config may also come from $PEERTUNNEL_CONFIG
   keygen                    print a new swarm key (kubo/go-libp2p swarm.key format)
   identity --out FILE       write a new node identity (protobuf Ed25519 private key)
+  cluster-key --out FILE [--name NAME]
+                            write a new cluster signing key (Ed25519 PEM); print its trusted-list line
+  credential issue --cluster-key FILE --network NET --cluster NAME --namespace NS
+                   --service-account SA --peer PEER_ID [--expose NAME]... [--ttl 1h] [--out FILE]
+                            sign a workload credential for a node (stdout without --out)
+  credential inspect FILE [--public-key ed25519:...]
+                            print a credential's claims, whether it is valid now, its signature
   cid NAME                  print the DHT key (CID) under which a service name is announced
   status [--admin H:P]      summarise a running node's /status (default 127.0.0.1:9090)
   demo [--duration SEC]     a relay and two nodes on this machine, traffic through a tunnel
@@ -38,7 +45,13 @@ commands:
 `;
 
 /** Errors that are the user's to fix: print one line, no stack. */
-const USER_ERRORS = new Set(['ConfigError', 'SwarmKeyError', 'UsageError']);
+const USER_ERRORS = new Set([
+  'ConfigError',
+  'SwarmKeyError',
+  'UsageError',
+  'CredentialError',
+  'ClusterKeyError',
+]);
 
 class UsageError extends Error {
   constructor(message: string) {
@@ -67,6 +80,20 @@ async function main(argv: string[]): Promise<number> {
       const { writeIdentity } = await import('../sidecar/cli/node.js');
       process.stdout.write(`${await writeIdentity(values.out)}\n`);
       return 0;
+    }
+    case 'cluster-key': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { out: { type: 'string', short: 'o' }, name: { type: 'string' } },
+      });
+      if (values.out === undefined) throw new UsageError('cluster-key needs --out FILE');
+      const { writeClusterKey } = await import('../sidecar/cli/credential.js');
+      process.stdout.write(`${await writeClusterKey(values.out, values.name)}\n`);
+      return 0;
+    }
+    case 'credential': {
+      const { runCredential } = await import('../sidecar/cli/credential-command.js');
+      return runCredential(rest);
     }
     case 'cid': {
       const name = rest[0];

@@ -25,4 +25,12 @@ export const LIMITS = {
   missingSidecar: 32,
   relayAddresses: 64,
   relayReplicas: 10,
+  /** Trusted clusters of a node (inline and in its trust file together). */
+  trustedClusters: 32,
+  /** Peer IDs a node trusts without a credential (`trust.allowPeers`). */
+  allowPeers: 256,
+  /** Rules of one expose's `allowFrom`. */
+  allowFrom: 32,
+  /** Service names uncredentialed peers may serve and reach (`trust.uncredentialed`). */
+  uncredentialed: 64,
 } as const;

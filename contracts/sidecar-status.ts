@@ -3,8 +3,12 @@
  * (`sidecar/node/node-status.ts` extends it with what only people read), the operator reads it to compute
  * PeerTunnel status. One definition, so the two cannot drift; the reader checks what it gets.
  */
+
+import { CREDENTIAL_REFUSALS, type CredentialRefusal, MAX_RECENT_REFUSALS } from './credential.js';
 import { ContractError } from './errors.js';
 import { type ConnectionPath, parseConnectionPath } from './paths.js';
+import { SWARM_KEY_NAMES, type SwarmKeyName } from './swarm-keys.js';
+import type { TrustRefusalRecord, TrustSide, TrustStatus } from './trust.js';
 
 export interface ProviderStatus {
   peer: string;
@@ -43,12 +47,23 @@ export interface ExposeStatus {
   targetFailures: number;
 }
 
+/** The swarm keys a node holds and the open connections under each (a rollover's progress). */
+export interface SwarmKeyStatus {
+  /** Whether the node holds a next key beside its current one. */
+  next: boolean;
+  connections: Record<SwarmKeyName, number>;
+}
+
 /** What every sidecar's /status carries; the node adds its own fields beside these. */
 export interface SidecarStatus {
   peerId: string;
   ready: boolean;
+  /** Absent from sidecars older than the rollover. */
+  swarmKey?: SwarmKeyStatus;
   exposes: ExposeStatus[];
   forwards: ForwardStatus[];
+  /** Credentials and recent refusals (contracts/trust.ts); absent from sidecars before them. */
+  trust?: TrustStatus;
 }
 
 /** A provider as the operator reads it. */
@@ -58,8 +73,12 @@ export type ReportedProvider = Pick<ProviderStatus, 'peer' | 'connected' | 'path
 export interface SidecarReport {
   peerId: string;
   ready: boolean;
+  /** Absent when the sidecar does not say (a version before the rollover). */
+  swarmKey?: SwarmKeyStatus;
   exposes: Array<Pick<ExposeStatus, 'name'>>;
   forwards: Array<{ name: string; providers: ReportedProvider[] }>;
+  /** Absent from open-network sidecars and those before credentials. */
+  trust?: { mode: TrustStatus['mode']; refusals: TrustRefusalRecord[] };
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
@@ -82,6 +101,59 @@ function list(v: unknown, field: string): unknown[] {
   return v;
 }
 
+/** A count: a non-negative integer. */
+function count(v: unknown, field: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+    throw new ContractError(field, `expected a non-negative integer, got ${kindOf(v)}`);
+  return v;
+}
+
+function swarmKeyStatus(v: unknown): SwarmKeyStatus {
+  const s = record(v, 'swarmKey');
+  if (typeof s.next !== 'boolean')
+    throw new ContractError('swarmKey.next', `expected a boolean, got ${kindOf(s.next)}`);
+  const c = record(s.connections, 'swarmKey.connections');
+  const connections = Object.fromEntries(
+    SWARM_KEY_NAMES.map((k) => [k, count(c[k], `swarmKey.connections.${k}`)]),
+  ) as Record<SwarmKeyName, number>;
+  return { next: s.next, connections };
+}
+
+const SIDES: readonly TrustSide[] = ['forward', 'expose', 'exchange'];
+const nameOrNull = (v: unknown): string | null => (typeof v === 'string' && v.length <= 253 ? v : null);
+
+/**
+ * The trust part: the mode and the newest refusals (at most MAX_RECENT_REFUSALS). A refusal with a
+ * side or reason this version does not know (a newer sidecar's) is left out, not an error.
+ */
+function trustReport(v: unknown): NonNullable<SidecarReport['trust']> {
+  const t = record(v, 'trust');
+  if (t.mode !== 'open' && t.mode !== 'credentialed')
+    throw new ContractError('trust.mode', 'expected "open" or "credentialed"');
+  const refusals = list(t.refusals, 'trust.refusals')
+    .slice(-MAX_RECENT_REFUSALS)
+    .flatMap((r, i): TrustRefusalRecord[] => {
+      const at = `trust.refusals[${i}]`;
+      const x = record(r, at);
+      const side = x.side as TrustSide;
+      const reason = x.reason as CredentialRefusal;
+      if (!SIDES.includes(side) || !CREDENTIAL_REFUSALS.includes(reason)) return [];
+      return [
+        {
+          at: string(x.at, `${at}.at`).slice(0, 64),
+          side,
+          peer: string(x.peer, `${at}.peer`).slice(0, 128),
+          service: nameOrNull(x.service),
+          reason,
+          cluster: nameOrNull(x.cluster),
+          namespace: nameOrNull(x.namespace),
+          serviceAccount: nameOrNull(x.serviceAccount),
+        },
+      ];
+    });
+  return { mode: t.mode, refusals };
+}
+
 const kindOf = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v);
 
 /**
@@ -96,6 +168,8 @@ export function parseSidecarReport(body: unknown): SidecarReport {
   return {
     peerId: string(b.peerId, 'peerId'),
     ready: b.ready === true,
+    ...(b.swarmKey === undefined ? {} : { swarmKey: swarmKeyStatus(b.swarmKey) }),
+    ...(b.trust === undefined || b.trust === null ? {} : { trust: trustReport(b.trust) }),
     exposes: list(b.exposes, 'exposes').map((e, i) => ({
       name: string(record(e, `exposes[${i}]`).name, `exposes[${i}].name`),
     })),

@@ -26,6 +26,7 @@ import {
   type Schema,
   str,
 } from './builder.js';
+import { allowFrom, networkTrustSpec, networkTrustStatus, tunnelTrustStatus } from './trust-schema.js';
 
 export const GROUP = 'peertunnel.io';
 export const VERSION = 'v1alpha1';
@@ -289,6 +290,14 @@ const nat = obj(
 export const peerNetworkSpecSchema = obj(
   {
     swarmKeySecretRef: req(swarmKeySecretRef),
+    nextSwarmKeySecretRef: opt({
+      ...swarmKeySecretRef,
+      json: {
+        ...swarmKeySecretRef.json,
+        description:
+          'The Secret holding the key a rollover brings in: members accept connections under either key and dial with this one first. Roll it in (restart every member), wait for status.swarmKeyRollover.oldKeyInUse to be false, then make it swarmKeySecretRef and remove this field (restart again).',
+      },
+    }),
     bootstrap: opt(
       arr(bootstrapAddr, {
         description:
@@ -315,6 +324,7 @@ export const peerNetworkSpecSchema = obj(
       ),
     ),
     nat: opt(nat),
+    trust: opt(networkTrustSpec),
   },
   {
     description: 'A private libp2p network that PeerTunnels in this namespace join.',
@@ -325,6 +335,13 @@ export const peerNetworkSpecSchema = obj(
           'members need somewhere to meet: list at least one bootstrap peer, or set relay.enabled to run relays',
         fieldPath: '.bootstrap',
         reason: 'FieldValueRequired',
+      },
+      {
+        rule: "!has(self.nextSwarmKeySecretRef) || self.nextSwarmKeySecretRef.name != self.swarmKeySecretRef.name || (has(self.nextSwarmKeySecretRef.key) ? self.nextSwarmKeySecretRef.key : 'swarm.key') != (has(self.swarmKeySecretRef.key) ? self.swarmKeySecretRef.key : 'swarm.key')",
+        message:
+          'nextSwarmKeySecretRef names the same Secret key as swarmKeySecretRef: a rollover needs a new key',
+        fieldPath: '.nextSwarmKeySecretRef',
+        reason: 'FieldValueInvalid',
       },
     ],
   },
@@ -347,6 +364,24 @@ export const peerNetworkStatusSchema = obj(
         },
       ),
     ),
+    swarmKeyRollover: opt(
+      obj(
+        {
+          sidecarsReporting: req(count('Ready sidecars of this network whose /status the operator read.')),
+          sidecarsWithNextKey: req(count('Of those, the ones that hold the next key.')),
+          connectionsOnCurrentKey: req(count('Their open connections under the current (old) key.')),
+          connectionsOnNextKey: req(count('Their open connections under the next key.')),
+          oldKeyInUse: req(
+            bool({
+              description:
+                'False once every reporting sidecar holds the next key and none of their connections uses the current one: the next key may then become swarmKeySecretRef.',
+            }),
+          ),
+        },
+        { description: 'Progress of a swarm-key rollover (spec.nextSwarmKeySecretRef set).' },
+      ),
+    ),
+    trust: opt(networkTrustStatus),
   },
   { description: 'What the operator observed of this network.' },
 );
@@ -457,6 +492,7 @@ const expose = obj(
         ],
       }),
     ),
+    allowFrom: opt(allowFrom),
   },
   { description: 'A port of the selected pods offered to the network under a service name.' },
 );
@@ -617,10 +653,17 @@ export const peerTunnelStatusSchema = obj(
               maxLength: 32,
             }),
           ),
+          refused: opt(
+            str({
+              description: 'Credential refusals the sidecars report now, e.g. 3; "-" without credentials.',
+              maxLength: 32,
+            }),
+          ),
         },
         { description: 'One-word summaries that `kubectl get peertunnels` shows as columns.' },
       ),
     ),
+    trust: opt(tunnelTrustStatus),
   },
   { description: 'What the operator observed of this tunnel.' },
 );
@@ -637,6 +680,8 @@ export type LabelSelectorRequirement = NonNullable<LabelSelector['matchExpressio
 export type TunnelExpose = Infer<typeof expose>;
 export type TunnelForward = Infer<typeof forward>;
 export type Condition = Infer<typeof condition>;
+export type NetworkTrustSpec = Infer<typeof networkTrustSpec>;
+export type TunnelTrustStatus = Infer<typeof tunnelTrustStatus>;
 
 export interface PeerNetwork {
   apiVersion: typeof API_VERSION;
@@ -833,6 +878,12 @@ export const peerTunnelCrd: CustomResourceDefinition = crd({
       type: 'string',
       jsonPath: '.status.summary.path',
       description: 'Direct, relayed or mixed.',
+    },
+    {
+      name: 'Refused',
+      type: 'string',
+      jsonPath: '.status.summary.refused',
+      description: 'Credential refusals the sidecars report (status.trust lists them).',
     },
     ageColumn,
   ],

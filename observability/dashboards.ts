@@ -241,13 +241,27 @@ export const overview: DashboardSpec = {
       type: 'timeseries',
       title: 'Refused inbound connections',
       description:
-        'Connections refused before the private-network handshake, by reason (rate per address, pending per address, nonce deadline): a source without the key probing or flooding the port.',
+        'Connections refused before the private-network handshake, by reason (rate per address, pending per address, nonce deadline, swarm key: first bytes under no key of the node): a source without the key probing or flooding the port.',
       w: 24,
       unit: 'ops',
       targets: [
         {
           expr: `sum by (reason) (rate(peertunnel_inbound_refused_total[${RI}]))`,
           legendFormat: '{{reason}}',
+        },
+      ],
+    },
+    {
+      type: 'timeseries',
+      title: 'Connections by swarm key',
+      description:
+        'During a key rollover: open connections under the current and the next key, and dials that fell back from the next key to the current one. The old key may go once no connection uses it (PeerNetwork status.swarmKeyRollover).',
+      w: 24,
+      targets: [
+        { expr: 'sum by (swarm_key) (peertunnel_connections_by_swarm_key)', legendFormat: '{{swarm_key}}' },
+        {
+          expr: `sum(rate(peertunnel_swarm_key_fallbacks_total[${RI}]))`,
+          legendFormat: 'fallbacks/s',
         },
       ],
     },
@@ -534,6 +548,24 @@ export const operator: DashboardSpec = {
         {
           expr: `histogram_quantile(0.99, sum by (le) (rate(peertunnel_operator_webhook_duration_seconds_bucket[${RI}])))`,
           legendFormat: 'p99',
+        },
+      ],
+    },
+    {
+      type: 'timeseries',
+      title: 'Workload credentials',
+      description:
+        'Credentials issued to sidecars per second, and requests refused by reason (token_invalid, pod_gone, bad_proof, no_tunnel, rate_limited...).',
+      w: 12,
+      unit: 'ops',
+      targets: [
+        {
+          expr: `sum(rate(peertunnel_operator_credentials_issued_total[${RI}]))`,
+          legendFormat: 'issued',
+        },
+        {
+          expr: `sum by (reason) (rate(peertunnel_operator_credentials_refused_total[${RI}]))`,
+          legendFormat: 'refused {{reason}}',
         },
       ],
     },

@@ -65,3 +65,11 @@ export class StatusTokenError extends Error {
     this.name = 'StatusTokenError';
   }
 }
+
+/** The cluster signing key Secret holds something that is not a key: never replaced, only reported. */
+export class ClusterKeySecretError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'ClusterKeySecretError';
+  }
+}

@@ -4,7 +4,9 @@
  */
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
+import { CREDENTIAL_PATH } from '../contracts/credential-request.js';
 import { isLogLevel, type LogLevel } from '../contracts/log-levels.js';
+import { DNS_LABEL_PATTERN } from '../contracts/names.js';
 import { createLogger } from '../sidecar/node/logger.js';
 import { OperatorUsageError } from './errors.js';
 import { loadKubeConfig } from './kube/client.js';
@@ -30,6 +32,8 @@ export const OPERATOR_USAGE = `usage: peertunnel operator [flags]
   --lease-name NAME            default peertunnel-operator
   --lease-duration SECONDS     default 15 (renew deadline 2/3 of it, retry period 2/15 of it)
   --status-interval SECONDS    how often tunnels' sidecars are asked for /status (default 30)
+  --cluster-name NAME          this cluster's name in workload credentials; turns the issuer on
+  --cluster-key-secret NAME    Secret holding the cluster signing key (default peertunnel-cluster-key)
   --trust-admin-address-annotation   reach sidecars at their pod's peertunnel.io/admin-address (tests)
   --log-level LEVEL            default info
 `;
@@ -81,6 +85,8 @@ export function parseOperatorArgs(
       'lease-duration': { type: 'string' },
       'status-interval': { type: 'string' },
       'trust-admin-address-annotation': { type: 'boolean' },
+      'cluster-name': { type: 'string' },
+      'cluster-key-secret': { type: 'string' },
       'log-level': { type: 'string' },
     },
   });
@@ -125,6 +131,14 @@ export function parseOperatorArgs(
     service,
   ];
   const configName = v['webhook-config'] ?? 'peertunnel';
+  const clusterName = v['cluster-name'];
+  if (clusterName !== undefined && !DNS_LABEL_PATTERN.test(clusterName))
+    throw new OperatorUsageError('--cluster-name', `expected a DNS label, got "${clusterName}"`);
+  // Sidecars reach the issuer where the API server reaches the webhook: the same server.
+  const issuerUrl =
+    url !== undefined
+      ? new URL(CREDENTIAL_PATH, url).toString()
+      : `https://${service}.${namespace}.svc:443${CREDENTIAL_PATH}`;
   const leaseMs = seconds('--lease-duration', v['lease-duration'], 15_000);
   const logLevel = v['log-level'] ?? 'info';
   if (!isLogLevel(logLevel)) {
@@ -168,6 +182,15 @@ export function parseOperatorArgs(
     statusIntervalMs: seconds('--status-interval', v['status-interval'], 30_000),
     statusTokenSecret: v['status-token-secret'] ?? 'peertunnel-status-token',
     trustAdminAddressAnnotation: v['trust-admin-address-annotation'] === true,
+    ...(clusterName === undefined || clusterName === ''
+      ? {}
+      : {
+          credentials: {
+            clusterName,
+            keySecret: v['cluster-key-secret'] ?? 'peertunnel-cluster-key',
+            issuerUrl,
+          },
+        }),
   };
 }
 

@@ -25,6 +25,8 @@ export interface OperatorMetrics {
   sidecarStatusInvalid: Counter;
   httpRefused: Counter<'server' | 'reason'>;
   statusPollFailures: Counter<'reason'>;
+  credentialsIssued: Counter;
+  credentialsRefused: Counter<'reason'>;
 }
 
 export function createOperatorMetrics(
@@ -105,6 +107,17 @@ export function createOperatorMetrics(
     statusPollFailures: new Counter({
       name: 'peertunnel_operator_status_poll_failures_total',
       help: 'Sidecar /status reads that failed, by reason (unreachable, timeout, redirect, too_large, http_status, bad_body).',
+      labelNames: ['reason'],
+      registers,
+    }),
+    credentialsIssued: new Counter({
+      name: 'peertunnel_operator_credentials_issued_total',
+      help: 'Workload credentials issued to sidecars (first ones and renewals).',
+      registers,
+    }),
+    credentialsRefused: new Counter({
+      name: 'peertunnel_operator_credentials_refused_total',
+      help: 'Credential requests refused, by reason (token_invalid, pod_gone, bad_proof, no_tunnel, rate_limited, ...).',
       labelNames: ['reason'],
       registers,
     }),

@@ -1,6 +1,6 @@
 /**
  * One operator replica: shared informers, the webhook (every replica), leader election, and the
- * controllers (the leader only), with metrics and health. `Operator.start` brings them up in an
+ * controllers (the leader only), with metrics, health and the credential issuer. `Operator.start` brings them up in an
  * order where each finds what it needs; `stop` takes them down in reverse, releasing the Lease
  * only after the controllers have stopped.
  */
@@ -21,6 +21,7 @@ import {
   type SidecarStatusFetcher,
 } from './controller/sidecar-client.js';
 import { isActivePod, tunnelsOfPod } from './controller/status.js';
+import { type CredentialOptions, prepareCredentials } from './credentials/setup.js';
 import { healthServer } from './health.js';
 import { type InjectSettings, type InjectSettingsInput, injectSettings } from './inject/settings.js';
 import { KubeClient, type PartialObjectMetadata, paths } from './kube/client.js';
@@ -57,6 +58,11 @@ export interface OperatorOptions {
   networkResyncMs?: number;
   /** Trust pods' peertunnel.io/admin-address annotation (tests whose sidecars run on 127.0.0.1). */
   trustAdminAddressAnnotation?: boolean;
+  /**
+   * Workload credentials: this cluster's name, the Secret of its signing key (created when
+   * missing, never replaced) and the URL sidecars reach `POST /credential` at. Undefined: none.
+   */
+  credentials?: CredentialOptions;
   /** Replaces the HTTP /status fetcher (tests). */
   sidecarStatus?: SidecarStatusFetcher;
   now?: () => Date;
@@ -92,7 +98,6 @@ export class Operator {
   get webhookPort(): number | undefined {
     return this.webhook?.port;
   }
-
   get isLeader(): boolean {
     return this.elector?.isLeader ?? false;
   }
@@ -121,16 +126,28 @@ export class Operator {
         'API server version',
       );
     }
+    const ns = o.settings.operatorNamespace;
     const statusToken = await ensureStatusToken(
       this.client,
-      o.settings.operatorNamespace,
+      ns,
       o.statusTokenSecret ?? 'peertunnel-status-token',
       log,
     );
+    // The webhook's certificate first: sidecars of credentialed networks are told its CA.
+    const bundle = await ensureWebhookSecret(this.client, ns, o.webhook.secretName, o.webhook.hosts, log);
+    const { client, metrics } = this;
+    const credentials = await prepareCredentials(o.credentials, {
+      client,
+      namespace: ns,
+      caPem: bundle.caPem,
+      metrics,
+      logger: log,
+    });
     const settings = injectSettings({
       ...o.settings,
       nativeSidecars: native,
       statusTokenSha256: tokenSha256(statusToken),
+      ...(credentials === undefined ? {} : { credentials: credentials.settings }),
     });
     this.settings = settings;
 
@@ -150,21 +167,16 @@ export class Operator {
         .filter((p) => isActivePod(p) && tunnelsOfPod(p, settings.containerName).length > 0).length;
     await Promise.all(Object.values(informers).map((i: ResilientInformer<never>) => i.start()));
 
-    // The webhook: certificate, server, configuration.
-    const bundle = await ensureWebhookSecret(
-      this.client,
-      settings.operatorNamespace,
-      o.webhook.secretName,
-      o.webhook.hosts,
-      log,
-    );
+    // The webhook (and the credential issuer on the same server): server, configuration.
+    const sources = {
+      tunnels: (namespace: string) => informers.tunnels.list(namespace),
+      networks: (namespace: string) => informers.networks.list(namespace),
+      allowRemoteExposeNamespaces: settings.allowRemoteExposeNamespaces,
+    };
+    const routes = credentials?.routes(sources);
     this.webhook = new WebhookServer(
-      { host: o.webhook.host, port: o.webhook.port, reusePort: o.webhook.reusePort },
-      {
-        tunnels: (ns) => informers.tunnels.list(ns),
-        networks: (ns) => informers.networks.list(ns),
-        settings: () => settings,
-      },
+      { host: o.webhook.host, port: o.webhook.port, reusePort: o.webhook.reusePort, routes },
+      { ...sources, settings: () => settings },
       this.metrics,
       log,
     );
@@ -237,10 +249,8 @@ export class Operator {
   }
 
   private notReady(): string[] {
-    const r: string[] = [];
-    for (const i of Object.values(this.informers ?? {}) as ResilientInformer<never>[]) {
-      if (!i.synced) r.push(`${i.resource} cache not synced`);
-    }
+    const informers = Object.values(this.informers ?? {}) as ResilientInformer<never>[];
+    const r = informers.filter((i) => !i.synced).map((i) => `${i.resource} cache not synced`);
     if (this.informers === undefined) r.push('starting');
     if (this.webhook?.port === undefined) r.push('webhook not serving');
     return r;
@@ -265,13 +275,8 @@ export class Operator {
     this.refreshTimer = setTimeout(() => {
       const settings = this.settings;
       if (settings === undefined) return;
-      ensureWebhookSecret(
-        this.client,
-        settings.operatorNamespace,
-        o.webhook.secretName,
-        o.webhook.hosts,
-        o.logger,
-      )
+      const ns = settings.operatorNamespace;
+      ensureWebhookSecret(this.client, ns, o.webhook.secretName, o.webhook.hosts, o.logger)
         .then(async (bundle) => {
           if (bundle.certPem !== this.certPem) {
             this.webhook?.setCertificate(bundle);

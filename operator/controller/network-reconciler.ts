@@ -26,6 +26,7 @@ import {
   renderRelayService,
   replicaAddresses,
 } from './relay.js';
+import { computeRollover, networkReports, type SwarmKeyRollover } from './rollover-status.js';
 import { readyCondition, sameStatus } from './status.js';
 import { swarmKeyState } from './tunnel-reconciler.js';
 
@@ -38,6 +39,8 @@ export async function reconcileNetwork(ctx: ReconcileContext, key: string): Prom
   // validate: the swarm key (computeNetworkStatus turns it into the condition). The Secret is read
   // with a get, not from the metadata-only cache; a failed read fails the reconcile (retried).
   const swarmKey = await swarmKeyState(ctx, network);
+  const nextRef = network.spec.nextSwarmKeySecretRef;
+  const nextSwarmKey = nextRef === undefined ? undefined : await swarmKeyState(ctx, network, nextRef);
   const tunnels = ctx.caches.tunnels
     .list(namespace)
     .filter((t) => t.spec.networkRef.name === name && t.metadata.deletionTimestamp == null).length;
@@ -51,13 +54,26 @@ export async function reconcileNetwork(ctx: ReconcileContext, key: string): Prom
   } catch (err) {
     workError = err;
   }
+  // A rollover: what the ready sidecars report of their keys.
+  let rollover: SwarmKeyRollover | undefined;
+  if (nextRef !== undefined) {
+    try {
+      rollover = computeRollover(await networkReports(ctx, network));
+    } catch (err) {
+      workError ??= err;
+    }
+  }
   // status
+  const cred = ctx.settings.credentials;
   const status = computeNetworkStatus({
     network,
     swarmKey,
+    ...(nextSwarmKey === undefined ? {} : { nextSwarmKey }),
+    ...(rollover === undefined ? {} : { rollover }),
     tunnels,
     relayAddresses,
     relayError: workError,
+    ...(cred === undefined ? {} : { cluster: { name: cred.cluster, publicKey: cred.publicKey } }),
     now: ctx.now(),
   });
   let statusError: unknown;

@@ -7,17 +7,24 @@ import { DEFAULTS, type PeerNetwork, type PeerNetworkStatus } from '../../crds/s
 import { bootstrapPeers } from '../inject/render.js';
 import { NetworkReason } from './reasons.js';
 import { NotOwnedError, relaySpec } from './relay.js';
+import type { SwarmKeyRollover } from './rollover-status.js';
 import { type ConditionInput, type SwarmKeyState, setReady } from './status.js';
 
 export interface NetworkFacts {
   network: PeerNetwork;
   swarmKey: SwarmKeyState;
+  /** The next key's Secret, when spec.nextSwarmKeySecretRef names one. */
+  nextSwarmKey?: SwarmKeyState;
+  /** A rollover's progress, when spec.nextSwarmKeySecretRef is set. */
+  rollover?: SwarmKeyRollover;
   /** PeerTunnels (not being deleted) whose networkRef names this network. */
   tunnels: number;
   /** Full addresses of the operator-run relays; undefined when relays are off or ensuring them failed. */
   relayAddresses: string[] | undefined;
   /** Why creating or updating the relays failed; undefined when it did not. */
   relayError: unknown;
+  /** This cluster as an issuer of credentials, when the operator has a cluster name. */
+  cluster?: { name: string; publicKey: string };
   now: Date;
 }
 
@@ -26,6 +33,8 @@ export function computeNetworkStatus(f: NetworkFacts): PeerNetworkStatus {
   const { network, relayAddresses } = f;
   const status: PeerNetworkStatus = { observedGeneration: network.metadata.generation };
   if (relayAddresses !== undefined && relayAddresses.length > 0) status.relayAddresses = relayAddresses;
+  if (f.cluster !== undefined) status.trust = { cluster: f.cluster.name, publicKey: f.cluster.publicKey };
+  if (f.rollover !== undefined) status.swarmKeyRollover = f.rollover;
   else if (f.relayError !== undefined && network.status?.relayAddresses !== undefined) {
     // Keep what was published rather than pull bootstrap peers from under running sidecars.
     status.relayAddresses = network.status.relayAddresses;
@@ -52,6 +61,15 @@ function networkReady(f: NetworkFacts, status: PeerNetworkStatus): ConditionInpu
       status: 'False',
       reason: missing ? NetworkReason.SwarmKeySecretMissing : NetworkReason.SwarmKeyMissing,
       message: `${missing ? `Secret ${ref.name} does not exist` : `Secret ${ref.name} has no key "${secretKey}"`}: create it with kubectl -n ${namespace} create secret generic ${ref.name} --from-file=${secretKey}=swarm.key (peertunnel keygen > swarm.key, the same key in every cluster). Sidecars and relays cannot start without it. ${usage}`,
+    };
+  }
+  const next = network.spec.nextSwarmKeySecretRef;
+  if (next !== undefined && f.nextSwarmKey !== undefined && f.nextSwarmKey !== 'ok') {
+    const key = next.key ?? DEFAULTS.swarmKeySecretKey;
+    return {
+      status: 'False',
+      reason: NetworkReason.NextSwarmKeyMissing,
+      message: `spec.nextSwarmKeySecretRef: ${f.nextSwarmKey === 'secretMissing' ? `Secret ${next.name} does not exist` : `Secret ${next.name} has no key "${key}"`}: create it with kubectl -n ${namespace} create secret generic ${next.name} --from-file=${key}=next.key (peertunnel keygen > next.key, the same key in every cluster), or remove the field. Members restarted meanwhile cannot start. ${usage}`,
     };
   }
   if (f.relayError instanceof NotOwnedError) {

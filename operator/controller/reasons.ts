@@ -35,6 +35,8 @@ export const NetworkReason = {
   SwarmKeySecretMissing: 'SwarmKeySecretMissing',
   /** The Secret exists but lacks the key, or the value is empty. */
   SwarmKeyMissing: 'SwarmKeyMissing',
+  /** spec.nextSwarmKeySecretRef names a Secret, or a key, that does not exist: members cannot start. */
+  NextSwarmKeyMissing: 'NextSwarmKeyMissing',
   /** spec.relay.enabled, but no relay address is known yet (a LoadBalancer without an address, say). */
   RelaysPending: 'RelaysPending',
   /** Creating the relay's Deployment, Service or identity failed (RBAC, quota). */

@@ -14,12 +14,12 @@ import {
   ADMIN_PORT_NAME,
   P2P_PORT_NAME,
   SWARM_KEY_DIR,
-  SWARM_KEY_FILE,
   SWARM_KEY_VOLUME,
   sidecarSecurityContext,
   swarmKeyVolume,
 } from '../inject/render.js';
 import type { InjectSettings } from '../inject/settings.js';
+import { swarmKeyConfig } from '../inject/swarm-key.js';
 
 export const RELAY_OF_LABEL = 'peertunnel.io/relay-of';
 export const RELAY_INDEX_LABEL = 'peertunnel.io/relay-index';
@@ -161,7 +161,7 @@ export function renderRelayConfig(
 ): NodeConfigInput {
   const config: NodeConfigInput = {
     role: 'relay',
-    swarmKey: { file: SWARM_KEY_FILE },
+    ...swarmKeyConfig(network),
     identity: { file: `${IDENTITY_DIR}/identity.key` },
     listen: [`/ip4/0.0.0.0/tcp/${spec.port}`],
     announce,

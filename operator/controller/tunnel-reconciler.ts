@@ -20,10 +20,14 @@ import {
   sidecarReady,
   tunnelsOfPod,
 } from './status.js';
+import { withTunnelTrust } from './trust-status.js';
 
 /** The cache (metadata only) says whether the Secret exists; its data is read only then. */
-export async function swarmKeyState(ctx: ReconcileContext, network: PeerNetwork): Promise<SwarmKeyState> {
-  const ref = network.spec.swarmKeySecretRef;
+export async function swarmKeyState(
+  ctx: ReconcileContext,
+  network: PeerNetwork,
+  ref: PeerNetwork['spec']['swarmKeySecretRef'] = network.spec.swarmKeySecretRef,
+): Promise<SwarmKeyState> {
   const namespace = network.metadata.namespace ?? '';
   const cached = ctx.caches.secrets.get(ref.name, namespace);
   if (cached === undefined || cached.metadata?.deletionTimestamp != null) return 'secretMissing';
@@ -61,6 +65,7 @@ export async function reconcileTunnel(ctx: ReconcileContext, key: string): Promi
       reports,
       now: ctx.now(),
     });
+    status = withTunnelTrust(status, tunnel, network, reports);
   } catch (err) {
     workError = err;
   }

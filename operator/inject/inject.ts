@@ -127,13 +127,15 @@ function containerOps(
   return ops;
 }
 
-/** Adds the swarm-key volume, or replaces one of the same name (a sidecar of another version). */
-function volumeOps(pod: V1Pod, volume: V1Volume): JsonPatchOp[] {
+/** Adds the sidecar's volumes, or replaces ones of the same name (a sidecar of another version). */
+function volumeOps(pod: V1Pod, wanted: readonly V1Volume[]): JsonPatchOp[] {
   const volumes = pod.spec?.volumes;
-  if (volumes === undefined) return [{ op: 'add', path: '/spec/volumes', value: [volume] }];
-  const index = volumes.findIndex((v) => v.name === volume.name);
-  if (index >= 0) return [{ op: 'replace', path: `/spec/volumes/${index}`, value: volume }];
-  return [{ op: 'add', path: '/spec/volumes/-', value: volume }];
+  if (volumes === undefined) return [{ op: 'add', path: '/spec/volumes', value: [...wanted] }];
+  return wanted.map((volume): JsonPatchOp => {
+    const index = volumes.findIndex((v) => v.name === volume.name);
+    if (index >= 0) return { op: 'replace', path: `/spec/volumes/${index}`, value: volume };
+    return { op: 'add', path: '/spec/volumes/-', value: volume };
+  });
 }
 
 /**
@@ -205,7 +207,7 @@ export function inject(
   }
   const patch = [
     ...containerOps(pod, rendered.container, settings.nativeSidecars, found),
-    ...volumeOps(pod, rendered.volume),
+    ...volumeOps(pod, [rendered.volume, ...rendered.extraVolumes]),
     ...annotationOps(pod, {
       [HASH_ANNOTATION]: rendered.hash,
       [TUNNELS_ANNOTATION]: rendered.tunnels.join(','),

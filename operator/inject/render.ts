@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { V1Container, V1Probe, V1SecurityContext, V1Volume } from '@kubernetes/client-node';
 import { LIMITS } from '../../contracts/limits.js';
+import type { AllowFromRule } from '../../contracts/trust.js';
 import { DEFAULTS, type PeerNetwork, type PeerTunnel } from '../../crds/schema.js';
 import { CONFIG_ENV, type NodeConfigInput, parseConfig } from '../../sidecar/config/config.js';
 import { type Skip, SkipReason } from './reasons.js';
@@ -20,10 +21,18 @@ export const P2P_PORT_NAME = 'pt-p2p';
 export const ADMIN_PORT_NAME = 'pt-admin';
 /** The CLI subcommand the sidecar runs; the image's entrypoint is the `peertunnel` CLI. */
 export const SIDECAR_ARGS: readonly string[] = ['node'];
-/** The pod volume holding the network's swarm key, and where the sidecar mounts it (read-only). */
-export const SWARM_KEY_VOLUME = 'peertunnel-swarm-key';
-export const SWARM_KEY_DIR = '/var/run/secrets/peertunnel.io/swarm-key';
-export const SWARM_KEY_FILE = `${SWARM_KEY_DIR}/swarm.key`;
+
+import { SWARM_KEY_DIR, SWARM_KEY_VOLUME, swarmKeyConfig, swarmKeyVolume } from './swarm-key.js';
+import { renderTrust, trustMounts, trustProblem, trustVolumes } from './trust.js';
+
+export {
+  NEXT_SWARM_KEY_FILE,
+  SWARM_KEY_DIR,
+  SWARM_KEY_FILE,
+  SWARM_KEY_VOLUME,
+  swarmKeyVolume,
+} from './swarm-key.js';
+
 /** Kubernetes' default terminationGracePeriodSeconds. */
 const DEFAULT_GRACE_SECONDS = 30;
 
@@ -36,31 +45,14 @@ export function drainSecondsFor(terminationGracePeriodSeconds: number | undefine
   return Math.max(0, Math.min(3600, Math.floor((grace * 2) / 3)));
 }
 
-/**
- * The swarm key as a read-only file from the network's Secret: an env var would be readable by
- * anyone with pods/exec (and in /proc/<pid>/environ) for the life of the process.
- */
-export function swarmKeyVolume(network: PeerNetwork): V1Volume {
-  const ref = network.spec.swarmKeySecretRef;
-  return {
-    name: SWARM_KEY_VOLUME,
-    secret: {
-      secretName: ref.name,
-      items: [{ key: ref.key ?? DEFAULTS.swarmKeySecretKey, path: 'swarm.key' }],
-      // Readable by the sidecar's non-root user without an fsGroup on the pod; only the sidecar
-      // mounts the volume.
-      defaultMode: 0o444,
-      optional: false,
-    },
-  };
-}
-
 export interface RenderedSidecar {
   kind: 'rendered';
   /** The container to inject (native sidecars carry `restartPolicy: Always`). */
   container: V1Container;
   /** The pod volume the container mounts the swarm key from. */
   volume: V1Volume;
+  /** More volumes it mounts: the token and credential volumes of a credentialed network. */
+  extraVolumes: V1Volume[];
   /** The node config as rendered into the PEERTUNNEL_CONFIG env var (defaults left to the node). */
   config: NodeConfigInput;
   /** A short hash of everything injected; equal hashes mean an identical sidecar. */
@@ -103,11 +95,17 @@ export function mergeTunnels(tunnels: readonly PeerTunnel[]): Merged | Skip {
   for (const t of tunnels) {
     const from = t.metadata.name ?? '?';
     for (const e of t.spec.expose ?? []) {
-      const entry =
+      const entry: Merged['expose'][number] =
         e.host === undefined ? { name: e.name, port: e.port } : { name: e.name, port: e.port, host: e.host };
+      if (e.allowFrom !== undefined) entry.allowFrom = e.allowFrom.map(allowFromRule);
       const seen = expose.get(e.name);
       if (seen === undefined) expose.set(e.name, { entry, from });
-      else if (seen.entry.port !== e.port || (seen.entry.host ?? '127.0.0.1') !== (e.host ?? '127.0.0.1')) {
+      else if (canonicalJson(seen.entry.allowFrom) !== canonicalJson(entry.allowFrom)) {
+        return {
+          reason: SkipReason.ConflictingTunnels,
+          message: `tunnels ${seen.from} and ${from} both expose "${e.name}" with different allowFrom rules`,
+        };
+      } else if (seen.entry.port !== e.port || (seen.entry.host ?? '127.0.0.1') !== (e.host ?? '127.0.0.1')) {
         return {
           reason: SkipReason.ConflictingTunnels,
           message: `tunnels ${seen.from} and ${from} both expose "${e.name}" with different targets (${seen.entry.host ?? '127.0.0.1'}:${seen.entry.port} and ${e.host ?? '127.0.0.1'}:${e.port})`,
@@ -139,6 +137,15 @@ export function mergeTunnels(tunnels: readonly PeerTunnel[]): Merged | Skip {
   return {
     expose: [...expose.values()].map((v) => v.entry),
     forward: [...forward.values()].map((v) => v.entry),
+  };
+}
+
+/** A CRD allowFrom entry as the node config spells it: absent fields are "*". */
+function allowFromRule(r: Partial<AllowFromRule>): AllowFromRule {
+  return {
+    cluster: r.cluster ?? '*',
+    namespace: r.namespace ?? '*',
+    serviceAccount: r.serviceAccount ?? '*',
   };
 }
 
@@ -193,7 +200,7 @@ export function renderNodeConfig(
   const spec = network.spec;
   const config: NodeConfigInput = {
     role: 'sidecar',
-    swarmKey: { file: SWARM_KEY_FILE },
+    ...swarmKeyConfig(network),
     listen: [`/ip4/0.0.0.0/tcp/${settings.p2pPort}`],
     bootstrap: bootstrapPeers(network),
     dht: { protocol: spec.dht?.protocol ?? DEFAULTS.dhtProtocol },
@@ -213,6 +220,8 @@ export function renderNodeConfig(
     shutdown: { drainSeconds: drainSecondsFor(terminationGracePeriodSeconds) },
   };
   if ((spec.publicRanges ?? []).length > 0) config.publicRanges = spec.publicRanges;
+  if (spec.trust !== undefined && settings.credentials !== undefined)
+    config.trust = renderTrust(network, settings.credentials);
   // The node sizes its stream limits to the memory the container may use.
   const memoryMiB = memoryLimitMiB(settings.resources.limits.memory);
   if (memoryMiB !== undefined) config.limits = { memoryMiB };
@@ -269,7 +278,10 @@ export function renderContainer(config: NodeConfigInput, settings: InjectSetting
     imagePullPolicy: settings.imagePullPolicy,
     args: [...SIDECAR_ARGS],
     env: [{ name: CONFIG_ENV, value: JSON.stringify(config) }],
-    volumeMounts: [{ name: SWARM_KEY_VOLUME, mountPath: SWARM_KEY_DIR, readOnly: true }],
+    volumeMounts: [
+      { name: SWARM_KEY_VOLUME, mountPath: SWARM_KEY_DIR, readOnly: true },
+      ...(config.trust === undefined ? [] : trustMounts()),
+    ],
     ports: [
       { name: P2P_PORT_NAME, containerPort: settings.p2pPort, protocol: 'TCP' },
       { name: ADMIN_PORT_NAME, containerPort: settings.adminPort, protocol: 'TCP' },
@@ -307,9 +319,11 @@ export function sidecarHash(
   tunnels: readonly string[],
   network: string,
   volume?: V1Volume,
+  extraVolumes: readonly V1Volume[] = [],
 ): string {
+  const volumes = extraVolumes.length === 0 ? undefined : extraVolumes;
   return createHash('sha256')
-    .update(canonicalJson({ container, tunnels, network, volume }))
+    .update(canonicalJson({ container, tunnels, network, volume, volumes }))
     .digest('hex')
     .slice(0, 16);
 }
@@ -334,6 +348,8 @@ export function renderSidecar(input: RenderInput): RenderResult {
   const problem = portProblem(merged, settings, input.podPorts ?? []);
   if (problem !== undefined) return skipped(SkipReason.PortConflict, problem);
 
+  const untrusted = trustProblem(network, settings);
+  if (untrusted !== undefined) return skipped(SkipReason.NetworkNotReady, untrusted);
   const config = renderNodeConfig(merged, network, settings, input.terminationGracePeriodSeconds);
   if ((config.bootstrap ?? []).length === 0) {
     return skipped(
@@ -350,12 +366,14 @@ export function renderSidecar(input: RenderInput): RenderResult {
   }
   const container = renderContainer(config, settings);
   const volume = swarmKeyVolume(network);
+  const extraVolumes = config.trust === undefined ? [] : trustVolumes();
   return {
     kind: 'rendered',
     container,
     volume,
+    extraVolumes,
     config,
-    hash: sidecarHash(container, names, networkName, volume),
+    hash: sidecarHash(container, names, networkName, volume, extraVolumes),
     tunnels: names,
     network: networkName,
   };

@@ -4,6 +4,7 @@
  */
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../../contracts/log-levels.js';
 import { SettingsError } from '../errors.js';
+import type { CredentialSettings } from './trust.js';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
 
@@ -39,6 +40,8 @@ export interface InjectSettings {
   resources: { requests: Record<string, string>; limits: Record<string, string> };
   /** Hex SHA-256 of the operator's status token: sidecars answer /status off loopback only with it. */
   statusTokenSha256?: string;
+  /** This operator as a credential issuer; undefined without a cluster name (no credentials). */
+  credentials?: CredentialSettings;
 }
 
 /** Everything but the operator's namespace and the image has a default. */

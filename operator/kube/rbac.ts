@@ -12,11 +12,14 @@ export interface OperatorObjectNames {
   leaseName: string;
   /** --webhook-config; undefined when the operator leaves the configuration alone (cert-manager). */
   webhookConfig?: string;
+  /** Whether the operator issues workload credentials (--cluster-name). */
+  credentials?: boolean;
 }
 
 export const DEFAULT_OBJECT_NAMES: OperatorObjectNames = {
   leaseName: 'peertunnel-operator',
   webhookConfig: 'peertunnel',
+  credentials: true,
 };
 
 export function operatorRbac(
@@ -45,6 +48,14 @@ export function operatorRbac(
           verbs: ['patch'],
         },
         { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+        ...(names.credentials === true
+          ? [
+              // Credential requests: the sidecar's projected token is checked by the API server,
+              // and its pod read fresh (a cache may still hold a pod just deleted).
+              { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+              { apiGroups: [''], resources: ['pods'], verbs: ['get'] },
+            ]
+          : []),
         // Watched as metadata only; a network's swarm key is read (get) when it is reconciled;
         // relay identities are created and updated in the networks' namespaces, the webhook
         // certificate and the status token in the operator's.

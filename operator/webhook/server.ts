@@ -4,8 +4,10 @@
  * the pure `inject` against the informer caches, and answers with a JSONPatch or an unchanged
  * allow. It never refuses a pod: a pod the tunnels cannot serve is created without the sidecar,
  * with a warning the user sees in kubectl and a reason in the tunnel's status. Every replica
- * serves it; the certificate is swapped in place when the shared Secret changes.
+ * serves it; the certificate is swapped in place when the shared Secret changes. Other POST
+ * routes share the server and its certificate (the credential issuer's `/credential`).
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
@@ -60,6 +62,8 @@ export interface WebhookServerInit {
   /** SO_REUSEPORT: several processes on one host share the port (tests run two replicas so). */
   reusePort?: boolean;
   limits?: Partial<HttpLimits>;
+  /** More POST handlers on the same server and certificate, by path (the credential issuer). */
+  routes?: Readonly<Record<string, (req: IncomingMessage, res: ServerResponse) => void>>;
 }
 
 interface AdmissionReview {
@@ -108,7 +112,12 @@ export class WebhookServer {
         connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS,
       },
       (req, res) => {
-        const path = (req.url ?? '/').split('?')[0];
+        const path = (req.url ?? '/').split('?')[0] ?? '/';
+        const route = this.init.routes?.[path];
+        if (req.method === 'POST' && route !== undefined && Object.hasOwn(this.init.routes ?? {}, path)) {
+          route(req, res);
+          return;
+        }
         if (req.method !== 'POST' || path !== WEBHOOK_PATH) {
           res.writeHead(404, { 'content-type': 'text/plain' }).end(`POST ${WEBHOOK_PATH}\n`);
           return;

@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { CONNECTION_PATHS, type ConnectionPath } from '../../contracts/paths.js';
+import { SWARM_KEY_NAMES, type SwarmKeyName } from '../../contracts/swarm-keys.js';
 
 /** Which end of a tunnel a stream belongs to: `forward` (local listener) or `expose` (local target). */
 export type Side = 'forward' | 'expose';
@@ -22,6 +23,7 @@ export type StreamFailureReason =
   | 'local_error'
   | 'limited_connection'
   | 'provider_busy'
+  | 'unauthorized'
   | 'timeout';
 
 export interface SidecarMetrics {
@@ -46,6 +48,8 @@ export interface SidecarMetrics {
   relayReservationsDropped: Counter<'reason'>;
   relayedBytes: Counter;
   connections: Gauge<'path'>;
+  connectionsBySwarmKey: Gauge<'swarm_key'>;
+  swarmKeyFallbacks: Counter<'from'>;
   peers: Gauge;
   ready: Gauge;
   reachability: Gauge<'state'>;
@@ -53,11 +57,16 @@ export interface SidecarMetrics {
   portMappingOperations: Counter<'protocol' | 'operation' | 'result'>;
   buildInfo: Gauge<'version' | 'nodejs' | 'role'>;
   adminRefused: Counter<'reason'>;
+  trustRefused: Counter<'side' | 'reason'>;
+  trustRevoked: Counter<'side' | 'reason'>;
+  credentialExpiry: Gauge;
 }
 
 export interface ConnectionSnapshot {
   peers: number;
   byPath: Record<PathKind, number>;
+  /** Connections by the swarm key they use; those the protector skipped are in none. */
+  bySwarmKey?: Record<SwarmKeyName, number>;
 }
 
 export function createSidecarMetrics(
@@ -77,6 +86,16 @@ export function createSidecarMetrics(
     collect() {
       const s = snapshot();
       for (const p of PATH_KINDS) this.set({ path: p }, s.byPath[p]);
+    },
+  });
+  const connectionsBySwarmKey = new Gauge({
+    name: 'peertunnel_connections_by_swarm_key',
+    help: 'Open libp2p connections by the swarm key they use (current, next: the one being rolled in).',
+    labelNames: ['swarm_key'] as const,
+    registers,
+    collect() {
+      const s = snapshot();
+      for (const k of SWARM_KEY_NAMES) this.set({ swarm_key: k }, s.bySwarmKey?.[k] ?? 0);
     },
   });
   const peers = new Gauge({
@@ -123,7 +142,7 @@ export function createSidecarMetrics(
     }),
     inboundRefused: new Counter({
       name: 'peertunnel_inbound_refused_total',
-      help: 'Inbound connections refused before proving the swarm key, by reason (rate_per_address, pending_per_address, nonce_timeout).',
+      help: 'Inbound connections refused before proving the swarm key, by reason (rate_per_address, pending_per_address, nonce_timeout; swarm_key: the first bytes decrypt under no key of this node).',
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -213,6 +232,13 @@ export function createSidecarMetrics(
       registers,
     }),
     connections,
+    connectionsBySwarmKey,
+    swarmKeyFallbacks: new Counter({
+      name: 'peertunnel_swarm_key_fallbacks_total',
+      help: 'Dials the responder refused under the newer swarm key, tried again under the older, by the refused key.',
+      labelNames: ['from'] as const,
+      registers,
+    }),
     peers,
     ready,
     reachability: new Gauge({
@@ -243,6 +269,23 @@ export function createSidecarMetrics(
       name: 'peertunnel_admin_refused_total',
       help: 'Admin HTTP connections or requests refused, by reason (connection_limit; status_forbidden: /status off loopback without a token; status_bad_token).',
       labelNames: ['reason'] as const,
+      registers,
+    }),
+    trustRefused: new Counter({
+      name: 'peertunnel_trust_refused_total',
+      help: 'Peers refused by the trust model, by side (forward: a provider not used for a name; expose: a stream not served; exchange: a credential refused on arrival) and reason (contracts/credential.ts).',
+      labelNames: ['side', 'reason'] as const,
+      registers,
+    }),
+    trustRevoked: new Counter({
+      name: 'peertunnel_trust_revoked_total',
+      help: 'Open tunnel streams ended because their peer is no longer trusted (credential expired or its cluster removed), by side and reason.',
+      labelNames: ['side', 'reason'] as const,
+      registers,
+    }),
+    credentialExpiry: new Gauge({
+      name: 'peertunnel_credential_expiry_timestamp_seconds',
+      help: "When this node's own credential expires (unix seconds); 0 without one.",
       registers,
     }),
   };

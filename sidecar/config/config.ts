@@ -11,6 +11,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { LIMITS } from '../../contracts/limits.js';
 import { LOG_LEVELS } from '../../contracts/log-levels.js';
+import { SERVICE_NAME_PATTERN } from '../../contracts/names.js';
 import { ConfigError } from '../node/errors.js';
 import {
   exposeHostProblem,
@@ -18,9 +19,11 @@ import {
   type MultiaddrRules,
   multiaddrProblem,
 } from './address-check.js';
+import { configErrorOf } from './config-error.js';
+import { allowFromSchema, trustSchema } from './trust-config.js';
 
-/** A service name: a DNS label, because it becomes part of a libp2p protocol string and a DHT key. */
-export const SERVICE_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** A service name (contracts/names.ts): re-exported for the CRDs, which take it from here. */
+export { SERVICE_NAME_PATTERN };
 export const DEFAULT_DHT_PROTOCOL = '/peertunnel/kad/1.0.0';
 export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:9090';
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4001'];
@@ -127,6 +130,11 @@ export const exposeSchema = z.strictObject({
     .min(0, { error: 'expected an integer number of seconds from 0 to 604800' })
     .max(604_800, { error: 'expected an integer number of seconds from 0 to 604800' })
     .default(0),
+  /**
+   * Workloads whose streams this expose serves ({cluster, namespace, serviceAccount}, each may be
+   * "*"); needs a `trust` section. Absent: every credentialed member.
+   */
+  allowFrom: allowFromSchema.optional(),
 });
 
 export const forwardSchema = z.strictObject({
@@ -233,6 +241,11 @@ export const nodeConfigSchema = z
     role: z.enum(['sidecar', 'relay'], { error: 'expected "sidecar" or "relay"' }).default('sidecar'),
     /** Where the network's pre-shared key comes from. */
     swarmKey: swarmKeySchema,
+    /**
+     * The key a rollover brings in, from a source of its own (docs/architecture.md, Swarm-key
+     * rollover): connections under either key are accepted, dials try this one first.
+     */
+    nextSwarmKey: swarmKeySchema.optional(),
     /** A protobuf-encoded libp2p private key file; an ephemeral identity when absent. */
     identity: z.strictObject({ file: filePath }).optional(),
     /** Multiaddrs to listen on (TCP; port 0 picks a free one). */
@@ -276,6 +289,11 @@ export const nodeConfigSchema = z
     inbound: inboundSchema,
     /** What one peer, and all peers together, may hold at this node. */
     limits: limitsSchema,
+    /**
+     * Workload credentials: who may serve which name and reach which expose. Absent: an open
+     * network, where every swarm key holder may serve any name and reach any expose.
+     */
+    trust: trustSchema.optional(),
     /** Ports of this pod offered to the network. */
     expose: z
       .array(exposeSchema, { error: 'expected a list of exposes' })
@@ -340,6 +358,17 @@ export const nodeConfigSchema = z
     dup(cfg.expose, (e) => e.name, 'expose', 'name');
     dup(cfg.forward, (f) => f.name, 'forward', 'name');
     dup(cfg.forward, (f) => `${f.bind}:${f.localPort}`, 'forward', 'localPort');
+    cfg.expose.forEach((e, i) => {
+      if (e.allowFrom === undefined) return;
+      const problem =
+        cfg.trust === undefined
+          ? 'allowFrom needs a trust section (without one every member may reach every expose)'
+          : cfg.trust.uncredentialed.includes(e.name)
+            ? `"${e.name}" is in trust.uncredentialed: any member may reach it, allowFrom cannot restrict it`
+            : undefined;
+      if (problem !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['expose', i, 'allowFrom'], message: problem });
+    });
   });
 
 /** The config as written (defaults optional). */
@@ -349,36 +378,11 @@ export type NodeConfig = z.output<typeof nodeConfigSchema>;
 export type ExposeConfig = z.output<typeof exposeSchema>;
 export type ForwardConfig = z.output<typeof forwardSchema>;
 
-function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
-  return out === '' ? '(top level)' : out;
-}
-
-function describeValue(root: unknown, path: ReadonlyArray<PropertyKey>): string {
-  let v: unknown = root;
-  for (const p of path) {
-    if (v === null || typeof v !== 'object') return '';
-    v = (v as Record<PropertyKey, unknown>)[p];
-  }
-  if (v === undefined) return ', got nothing';
-  const s = JSON.stringify(v);
-  return s === undefined ? '' : `, got ${s.length > 60 ? `${s.slice(0, 57)}...` : s}`;
-}
-
 /** Validates a parsed config; throws ConfigError naming the first bad field in one line. */
 export function parseConfig(raw: unknown): NodeConfig {
   const result = nodeConfigSchema.safeParse(raw ?? {});
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  if (issue === undefined) throw new ConfigError('(top level)', 'invalid config');
-  if (issue.code === 'unrecognized_keys') {
-    const field = formatPath([...issue.path, issue.keys[0] ?? '?']);
-    throw new ConfigError(field, `unknown field "${issue.keys.join('", "')}"`);
-  }
-  const field = formatPath(issue.path);
-  const got = issue.code === 'custom' ? '' : describeValue(raw, issue.path);
-  throw new ConfigError(field, `${issue.message}${got}`);
+  throw configErrorOf(result.error, raw);
 }
 
 /**

@@ -48,8 +48,24 @@ export interface SwarmKeySource {
   env?: string | undefined;
 }
 
-/** Reads the key from its configured source; errors say which source and why. */
-export async function readSwarmKey(source: SwarmKeySource, env: NodeJS.ProcessEnv): Promise<Uint8Array> {
+/**
+ * Reads the key from its configured source; errors say which source and why, and name `field`
+ * when it is not the network's own key (`nextSwarmKey`).
+ */
+export async function readSwarmKey(
+  source: SwarmKeySource,
+  env: NodeJS.ProcessEnv,
+  field?: string,
+): Promise<Uint8Array> {
+  try {
+    return await readSource(source, env);
+  } catch (err) {
+    if (field === undefined || !(err instanceof SwarmKeyError)) throw err;
+    throw new SwarmKeyError(`${field}: ${err.message.replace(/^invalid swarm key: /, '')}`);
+  }
+}
+
+async function readSource(source: SwarmKeySource, env: NodeJS.ProcessEnv): Promise<Uint8Array> {
   if (source.file !== undefined) {
     let text: string;
     try {

@@ -48,6 +48,8 @@ export const TARGET_CONNECTED = 0;
 export const TARGET_UNREACHABLE = 1;
 /** The exposer serves as many streams as it may (from this peer or all); the stream closes. */
 export const TARGET_BUSY = 2;
+/** The exposer's trust refuses this peer for the name (sidecar/trust/); the stream closes. */
+export const TARGET_FORBIDDEN = 3;
 
 export async function serviceKey(name: string): Promise<CID> {
   const digest = await sha256.digest(new TextEncoder().encode(`peertunnel:service:${name}`));
@@ -82,6 +84,8 @@ export interface ServiceDirectoryComponents {
   dht: Pick<KadDHT, 'provide'>;
   metrics: SidecarMetrics;
   logger: Logger;
+  /** False for a peer refused for good as a provider of the name (sidecar/trust/): never pooled. */
+  admits?: (service: string, peer: string) => boolean;
 }
 
 /** What the directory tells the forwards. */
@@ -300,7 +304,9 @@ export class ServiceDirectory {
     this.timers.add(t);
   }
 
-  private addProviders(w: Watched, peers: string[]): void {
+  private addProviders(w: Watched, found: string[]): void {
+    const admits = this.c.admits;
+    const peers = admits === undefined ? found : found.filter((p) => admits(w.name, p));
     if (peers.length === 0) return;
     const now = Date.now();
     if (w.pool.seen(peers, now)) {

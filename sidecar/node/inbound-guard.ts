@@ -17,11 +17,12 @@ import type { ConnectionGater, MultiaddrConnection } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from './logger.js';
 
-export type InboundRefusal = 'rate_per_address' | 'pending_per_address' | 'nonce_timeout';
+export type InboundRefusal = 'rate_per_address' | 'pending_per_address' | 'nonce_timeout' | 'swarm_key';
 export const INBOUND_REFUSALS: readonly InboundRefusal[] = [
   'rate_per_address',
   'pending_per_address',
   'nonce_timeout',
+  'swarm_key',
 ];
 
 export interface InboundLimits {
@@ -84,6 +85,11 @@ export class InboundGuard {
   /** The protector's nonce deadline passed on an inbound connection. */
   nonceTimedOut(remoteAddr: Multiaddr): void {
     this.refuse('nonce_timeout', sourceAddress(remoteAddr) ?? remoteAddr.toString());
+  }
+
+  /** An inbound connection's first bytes decrypted under no swarm key of this node. */
+  swarmKeyMismatch(remoteAddr: Multiaddr): void {
+    this.refuse('swarm_key', sourceAddress(remoteAddr) ?? remoteAddr.toString());
   }
 
   /** Refusals so far, by reason. */

@@ -20,7 +20,8 @@ import { createLibp2p } from 'libp2p';
 import { VERSION } from '../../contracts/version.js';
 import type { NodeConfig } from '../config/config.js';
 import { nativeNoiseCrypto } from '../crypto/noise-crypto.js';
-import { pnetProtector } from '../crypto/pnet-protector.js';
+import { withSwarmKeyFallback } from '../crypto/pnet-dial.js';
+import { PnetProtector } from '../crypto/pnet-protector.js';
 import { BoundedDatastore, dhtAddressFilter } from '../discovery/dht-limits.js';
 import { SERVICE_PROTOCOL_PREFIX } from '../discovery/service-directory.js';
 import { AddressPolicy } from '../nat/address-policy.js';
@@ -34,6 +35,7 @@ import { applyDecoderFix, applyYamuxWindowRule } from '../patches/wire.js';
 import { ConfigError } from './errors.js';
 import type { InboundGuard } from './inbound-guard.js';
 import { libp2pLogger } from './libp2p-logger.js';
+import type { SwarmKeyRegistry } from './swarm-keys.js';
 
 /** yamux tuned for a forwarder (docs/architecture.md, Protocols). */
 export const YAMUX_SETTINGS = {
@@ -105,6 +107,10 @@ export function dhtServes(config: NodeConfig, policy: AddressPolicy): boolean {
 export interface CreateNodeOptions {
   config: NodeConfig;
   psk: Uint8Array;
+  /** The next key of a rollover: accepted beside `psk`, dialled with first. */
+  nextPsk?: Uint8Array | undefined;
+  /** Told each connection's key and each dial that fell back to the older key. */
+  swarmKeys?: SwarmKeyRegistry;
   privateKey: PrivateKey;
   /** Pre-authentication bounds per source address (the connection gater); none when absent. */
   inbound?: InboundGuard;
@@ -127,6 +133,8 @@ export function bootstrapPeerIds(config: NodeConfig): string[] {
 export async function createNode({
   config,
   psk,
+  nextPsk,
+  swarmKeys,
   privateKey,
   inbound,
   onReusePortUnavailable,
@@ -184,6 +192,19 @@ export async function createNode({
       ? { relayClient: relayClient({ relays, maxReservations: config.nat.relayReservations }) }
       : {}),
   };
+  const protector = new PnetProtector({
+    psk,
+    nextPsk,
+    nonceTimeoutMs: config.inbound.nonceTimeoutMs,
+    onNonceTimeout: (addr, direction) => {
+      if (direction === 'inbound') inbound?.nonceTimedOut(addr);
+    },
+    onKey: (connection, key) => swarmKeys?.record(connection, key),
+    onMismatch: (addr) => inbound?.swarmKeyMismatch(addr),
+  });
+  // Every dial (TCP, relayed) tries the keys newest first (docs/architecture.md, Swarm-key rollover).
+  const keyOrder = () => protector.keys.map((k) => k.name);
+  const onFallback = (from: 'current' | 'next') => swarmKeys?.fellBack(from);
   const node = await createLibp2p({
     privateKey,
     logger: libp2pLogger(),
@@ -192,23 +213,21 @@ export async function createNode({
     transports: [
       // A remote pod's private address gives up its connect quickly, so the circuit or public
       // address after it is tried before the dial runs out of time (nat/connect-timeout.ts).
-      withConnectTimeout(
-        reusePortTcp({
-          dialOpts: { noDelay: true },
-          listenOpts: { noDelay: true },
-          ...(onReusePortUnavailable === undefined ? {} : { onUnavailable: onReusePortUnavailable }),
-        }),
-        (ma) => connectTimeoutFor(ma, policy),
+      withSwarmKeyFallback(
+        withConnectTimeout(
+          reusePortTcp({
+            dialOpts: { noDelay: true },
+            listenOpts: { noDelay: true },
+            ...(onReusePortUnavailable === undefined ? {} : { onUnavailable: onReusePortUnavailable }),
+          }),
+          (ma) => connectTimeoutFor(ma, policy),
+        ),
+        keyOrder,
+        onFallback,
       ),
-      circuitRelayTransport(),
+      withSwarmKeyFallback(circuitRelayTransport(), keyOrder, onFallback),
     ],
-    connectionProtector: pnetProtector({
-      psk,
-      nonceTimeoutMs: config.inbound.nonceTimeoutMs,
-      onNonceTimeout: (addr, direction) => {
-        if (direction === 'inbound') inbound?.nonceTimedOut(addr);
-      },
-    }),
+    connectionProtector: () => protector,
     // One gater: the inbound guard's per-address bounds, and on a relay the reservation bounds.
     connectionGater: {
       ...inbound?.gater,

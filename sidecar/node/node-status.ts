@@ -3,7 +3,14 @@
  * connection counts the metrics read. Pure functions, so what /status says is testable on its own.
  */
 import type { Connection } from '@libp2p/interface';
-import type { ExposeStatus, ForwardStatus, SidecarStatus } from '../../contracts/sidecar-status.js';
+import type {
+  ExposeStatus,
+  ForwardStatus,
+  SidecarStatus,
+  SwarmKeyStatus,
+} from '../../contracts/sidecar-status.js';
+import type { SwarmKeyName } from '../../contracts/swarm-keys.js';
+import type { TrustStatus } from '../../contracts/trust.js';
 import { VERSION } from '../../contracts/version.js';
 import { PATH_KINDS, type PathKind } from '../admin/metrics.js';
 import type { NodeConfig } from '../config/config.js';
@@ -12,6 +19,7 @@ import type { ExposeHandler } from '../tunnel/expose.js';
 import type { ForwardListener } from '../tunnel/forward.js';
 import type { PathRegistry } from './connection-paths.js';
 import type { NatStatus } from './nat-watch.js';
+import type { SwarmKeyRegistry } from './swarm-keys.js';
 
 /** /status: the contract the operator reads, and what only people read. */
 export interface PeerNodeStatus extends SidecarStatus {
@@ -21,7 +29,16 @@ export interface PeerNodeStatus extends SidecarStatus {
   addresses: string[];
   dht: { protocol: string; mode: string; announced: boolean };
   bootstrap: string[];
-  peers: Array<{ peer: string; path: PathKind; remoteAddr: string; direction: string; streams: number }>;
+  peers: Array<{
+    peer: string;
+    path: PathKind;
+    /** The swarm key of the connection; null when the protector skipped it. */
+    swarmKey: SwarmKeyName | null;
+    remoteAddr: string;
+    direction: string;
+    streams: number;
+  }>;
+  swarmKey: SwarmKeyStatus;
   nat: NatStatus;
   portMapping?: PortMappingStatus;
 }
@@ -30,7 +47,8 @@ export interface PeerNodeStatus extends SidecarStatus {
 export function connectionSnapshot(
   connections: Connection[],
   paths: PathRegistry,
-): { peers: number; byPath: Record<PathKind, number> } {
+  swarmKeys?: SwarmKeyRegistry,
+): { peers: number; byPath: Record<PathKind, number>; bySwarmKey?: Record<SwarmKeyName, number> } {
   const byPath = Object.fromEntries(PATH_KINDS.map((p) => [p, 0])) as Record<PathKind, number>;
   const peers = new Set<string>();
   for (const c of connections) {
@@ -38,7 +56,11 @@ export function connectionSnapshot(
     byPath[paths.pathOf(c)]++;
     peers.add(c.remotePeer.toString());
   }
-  return { peers: peers.size, byPath };
+  return {
+    peers: peers.size,
+    byPath,
+    ...(swarmKeys === undefined ? {} : { bySwarmKey: swarmKeys.count(connections) }),
+  };
 }
 
 export interface ReadinessParts {
@@ -70,14 +92,17 @@ export interface StatusParts {
   bootstrap: string[];
   connections: Connection[];
   paths: PathRegistry;
+  swarmKeys: SwarmKeyRegistry;
+  hasNextSwarmKey: boolean;
   exposes: ExposeStatus[];
   forwards: ForwardStatus[];
   nat: NatStatus;
   portMapping: PortMappingStatus | undefined;
+  trust: TrustStatus;
 }
 
 export function nodeStatus(parts: StatusParts): PeerNodeStatus {
-  const { notReady, paths } = parts;
+  const { notReady, paths, swarmKeys } = parts;
   return {
     peerId: parts.peerId,
     role: parts.role,
@@ -92,13 +117,16 @@ export function nodeStatus(parts: StatusParts): PeerNodeStatus {
       .map((c) => ({
         peer: c.remotePeer.toString(),
         path: paths.pathOf(c),
+        swarmKey: swarmKeys.keyOf(c) ?? null,
         remoteAddr: c.remoteAddr.toString(),
         direction: c.direction,
         streams: c.streams.length,
       })),
+    swarmKey: { next: parts.hasNextSwarmKey, connections: swarmKeys.count(parts.connections) },
     exposes: parts.exposes,
     forwards: parts.forwards,
     nat: parts.nat,
     portMapping: parts.portMapping,
+    trust: parts.trust,
   };
 }

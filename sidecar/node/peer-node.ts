@@ -2,7 +2,9 @@
  * The node as one object: libp2p plus bootstrap keeper, service directory, forwards, exposes and
  * the admin server, started and stopped together. Used by `peertunnel node`, the demo and tests.
  */
+import type { PrivateKey } from '@libp2p/interface';
 import { Registry } from 'prom-client';
+import { SWARM_KEY_NAMES } from '../../contracts/swarm-keys.js';
 import { VERSION } from '../../contracts/version.js';
 import { AdminServer } from '../admin/admin-server.js';
 import { createSidecarMetrics, type SidecarMetrics } from '../admin/metrics.js';
@@ -12,18 +14,21 @@ import { BoundedDatastore } from '../discovery/dht-limits.js';
 import { ServiceDirectory, type ServiceDirectoryInit } from '../discovery/service-directory.js';
 import { RelayGuard } from '../nat/relay-guard.js';
 import { createNodePortMapper, type PortMapper } from '../port-mapping/port-mapper.js';
+import { NodeTrust } from '../trust/node-trust.js';
 import { ExposeHandler } from '../tunnel/expose.js';
 import { ForwardListener } from '../tunnel/forward.js';
 import { watchRefusedStreams } from '../tunnel/refusals.js';
 import { StreamLimiter, streamLimits } from '../tunnel/stream-limits.js';
 import { BootstrapKeeper } from './bootstrap.js';
 import { PathRegistry } from './connection-paths.js';
+import { SwarmKeyError } from './errors.js';
 import { INBOUND_REFUSALS, InboundGuard } from './inbound-guard.js';
 import { createNode, loadIdentity, type PeerTunnelLibp2p } from './libp2p-node.js';
 import type { Logger } from './logger.js';
 import { type NatStatus, NatWatch } from './nat-watch.js';
 import { connectionSnapshot, nodeStatus, notReadyReasons, type PeerNodeStatus } from './node-status.js';
 import { PathWatch } from './path-watch.js';
+import { SwarmKeyRegistry } from './swarm-keys.js';
 
 // Callers import these from here; they live beside the code that fills them.
 export { type NatStatus, REACHABILITY_STATES, type Reachability } from './nat-watch.js';
@@ -38,6 +43,8 @@ export interface PeerNodeOptions {
   /** Start the admin HTTP server. @default true */
   admin?: boolean;
   directory?: ServiceDirectoryInit;
+  /** How often the trust and credential files are looked at (sidecar/trust/trust-store.ts). */
+  trustPollMs?: number;
 }
 
 export class PeerNode {
@@ -49,6 +56,7 @@ export class PeerNode {
   readonly forwards: ForwardListener[];
   readonly exposes: ExposeHandler[];
   readonly admin?: AdminServer;
+  readonly trust: NodeTrust;
   private readonly bootstrap: BootstrapKeeper;
   private readonly logger: Logger;
   private readonly pathWatch: PathWatch;
@@ -56,7 +64,12 @@ export class PeerNode {
   private draining = false;
   private portMapper?: PortMapper;
 
-  private constructor(libp2p: PeerTunnelLibp2p, options: PeerNodeOptions, inbound: InboundGuard) {
+  private constructor(
+    libp2p: PeerTunnelLibp2p,
+    options: PeerNodeOptions,
+    inbound: InboundGuard,
+    readonly swarmKeys: SwarmKeyRegistry,
+  ) {
     const { config, logger } = options;
     this.config = config;
     this.libp2p = libp2p;
@@ -64,12 +77,14 @@ export class PeerNode {
     const registry = options.registry ?? new Registry();
     this.metrics = createSidecarMetrics(
       registry,
-      () => connectionSnapshot(this.libp2p.getConnections(), this.paths),
+      () => connectionSnapshot(this.libp2p.getConnections(), this.paths, this.swarmKeys),
       () => this.notReadyReasons().length === 0,
     );
     this.metrics.buildInfo.set({ version: VERSION, nodejs: process.version, role: config.role }, 1);
     for (const reason of INBOUND_REFUSALS) this.metrics.inboundRefused.inc({ reason }, 0);
     inbound.onRefused((reason, n) => this.metrics.inboundRefused.inc({ reason }, n));
+    for (const from of SWARM_KEY_NAMES) this.metrics.swarmKeyFallbacks.inc({ from }, 0);
+    swarmKeys.onFallback((from, n) => this.metrics.swarmKeyFallbacks.inc({ from }, n));
     this.pathWatch = new PathWatch(libp2p, this.paths, logger);
     this.nat = new NatWatch({
       libp2p,
@@ -79,8 +94,16 @@ export class PeerNode {
       paths: this.paths,
       pathWatch: this.pathWatch,
     });
+    const trust = new NodeTrust(config, this.metrics, logger, options.trustPollMs);
+    this.trust = trust;
     this.directory = new ServiceDirectory(
-      { libp2p, dht: libp2p.services.dht, metrics: this.metrics, logger },
+      {
+        libp2p,
+        dht: libp2p.services.dht,
+        metrics: this.metrics,
+        logger,
+        admits: (service, peer) => trust.admits(service, peer),
+      },
       options.directory,
     );
     const components = {
@@ -89,6 +112,7 @@ export class PeerNode {
       paths: this.paths,
       metrics: this.metrics,
       logger,
+      ...(trust.open ? {} : { trust }),
     };
     this.forwards = config.forward.map((f) => new ForwardListener(components, f));
     const limiter = new StreamLimiter(streamLimits(config.limits));
@@ -116,7 +140,15 @@ export class PeerNode {
   /** Builds and starts a node; on failure everything started so far is stopped again. */
   static async start(options: PeerNodeOptions): Promise<PeerNode> {
     const { config } = options;
-    const psk = await readSwarmKey(config.swarmKey, options.env ?? process.env);
+    const env = options.env ?? process.env;
+    const psk = await readSwarmKey(config.swarmKey, env);
+    const nextPsk =
+      config.nextSwarmKey === undefined
+        ? undefined
+        : await readSwarmKey(config.nextSwarmKey, env, 'nextSwarmKey');
+    if (nextPsk !== undefined && Buffer.from(nextPsk).equals(Buffer.from(psk)))
+      throw new SwarmKeyError('nextSwarmKey: the same key as swarmKey (a rollover needs a new one)');
+    const swarmKeys = new SwarmKeyRegistry();
     const privateKey = await loadIdentity(config);
     const inbound = new InboundGuard(config.inbound, options.logger);
     const relayGuard =
@@ -125,6 +157,8 @@ export class PeerNode {
     const libp2p = await createNode({
       config,
       psk,
+      nextPsk,
+      swarmKeys,
       privateKey,
       inbound,
       datastore,
@@ -135,11 +169,11 @@ export class PeerNode {
           'TCP dials cannot use the listening port: hole punching is off',
         ),
     });
-    const node = new PeerNode(libp2p, options, inbound);
+    const node = new PeerNode(libp2p, options, inbound, swarmKeys);
     if (relayGuard !== undefined) node.nat.watchRelayGuard(relayGuard);
     node.nat.watchDhtRecords(datastore);
     try {
-      await node.startParts();
+      await node.startParts(privateKey);
     } catch (err) {
       await node.stop();
       throw err;
@@ -147,13 +181,15 @@ export class PeerNode {
     return node;
   }
 
-  private async startParts(): Promise<void> {
+  private async startParts(privateKey: PrivateKey): Promise<void> {
     // Port mapping (UPnP / NAT-PMP): first, so it sees (and marks) connections before path logs do.
     const { paths, metrics, logger } = this;
     this.portMapper = createNodePortMapper(this.libp2p, this.config, { paths, metrics, logger });
     await this.portMapper.start();
     watchRefusedStreams(this.libp2p, () => this.metrics.streamsRefused.inc({ reason: 'not_exposed' }));
     this.pathWatch.start();
+    // Before any connection: the exchange must see each one open.
+    await this.trust.start(this.libp2p, privateKey);
     await this.nat.start();
     for (const e of this.exposes) await e.start();
     for (const f of this.forwards) await f.start();
@@ -211,6 +247,7 @@ export class PeerNode {
     await Promise.allSettled([...this.forwards.map((f) => f.stop()), ...this.exposes.map((e) => e.stop())]);
     await this.admin?.stop();
     await this.portMapper?.stop();
+    await this.trust.stop();
     await this.libp2p.stop();
     this.logger.info({ event: 'node_stopped' }, 'node stopped');
   }
@@ -238,10 +275,13 @@ export class PeerNode {
       bootstrap: this.bootstrap.peers(),
       connections: this.libp2p.getConnections(),
       paths: this.paths,
+      swarmKeys: this.swarmKeys,
+      hasNextSwarmKey: this.config.nextSwarmKey !== undefined,
       exposes: this.exposes.map((e) => e.status()),
       forwards: this.forwards.map((f) => f.status()),
       nat: this.natStatus(),
       portMapping: this.portMapper?.status(),
+      trust: this.trust.status(),
     });
   }
 }

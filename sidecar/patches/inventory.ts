@@ -77,6 +77,16 @@ export const PATCHES: readonly PatchInfo[] = [
     sendUpstream: true,
   },
   {
+    id: 'libp2p-connection-maconn',
+    pkg: 'libp2p',
+    version: '3.3.11',
+    target: 'Connection class `maConn` (public on the class, not in the interface), read only',
+    where: 'sidecar/patches/libp2p.ts (used by node/swarm-keys.ts)',
+    why: 'the swarm key of a connection is known to the protector, which sees only the transport connection',
+    removeWhen: 'libp2p tells a connection protector which connection it protected, or keeps its metadata',
+    sendUpstream: false,
+  },
+  {
     id: 'circuit-relay-hop-handler',
     pkg: '@libp2p/circuit-relay-v2',
     version: '4.2.13',

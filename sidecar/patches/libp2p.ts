@@ -8,6 +8,7 @@ import { expectShape, PatchTargetMissingError } from './patch.js';
 
 export const DIAL_RESPONDER_PATCH = 'libp2p-dial-responder';
 export const CONNECTION_MUXER_PATCH = 'libp2p-connection-muxer';
+export const CONNECTION_MACONN_PATCH = 'libp2p-connection-maconn';
 
 /** The one transport manager step patched (structural). */
 export interface DialingTransportManager {
@@ -73,6 +74,18 @@ export function connectionMuxer(connection: Connection): EventTarget {
   if (!(muxer instanceof EventTarget))
     throw new PatchTargetMissingError(CONNECTION_MUXER_PATCH, 'connection.muxer is not an EventTarget');
   return muxer;
+}
+
+/**
+ * The transport connection a connection was upgraded from: `maConn` is public on libp2p's
+ * Connection class but not part of the interface. It is what the connection protector was given,
+ * so what the protector learnt about it (the swarm key) can be found from the connection.
+ */
+export function connectionMaConn(connection: Connection): object {
+  const { maConn } = expectShape(CONNECTION_MACONN_PATCH, 'libp2p connection', connection, {
+    maConn: 'object',
+  });
+  return maConn as object;
 }
 
 /** Streams: counts what `stream.send` is given (an own property over the class method). */

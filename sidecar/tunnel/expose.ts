@@ -24,9 +24,11 @@ import {
   serviceProtocolAck,
   TARGET_BUSY,
   TARGET_CONNECTED,
+  TARGET_FORBIDDEN,
   TARGET_UNREACHABLE,
 } from '../discovery/service-directory.js';
 import type { Logger } from '../node/logger.js';
+import type { TunnelTrust } from '../trust/node-trust.js';
 import { meteredPipe } from './metered-pipe.js';
 import { StreamLimiter as Limiter, type StreamLimiter, type StreamRefusal } from './stream-limits.js';
 import { MAX_TUNNEL_STREAMS } from './stream-opener.js';
@@ -48,6 +50,8 @@ export interface ExposeHandlerComponents {
   limiter?: StreamLimiter;
   /** Stops and resumes announcing the name while the target refuses. */
   directory?: { setAnnounced(name: string, on: boolean): void };
+  /** Whether a peer may reach this expose (counted and logged there); everyone may when absent. */
+  trust?: TunnelTrust;
 }
 
 class TargetError extends Error {
@@ -147,6 +151,16 @@ export class ExposeHandler {
   private async serve(stream: Stream, connection: Connection): Promise<void> {
     const acks = stream.protocol === this.protocols[0];
     const peer = connection.remotePeer.toString();
+    if (this.c.trust !== undefined) {
+      // Nothing of the peer's is read, and no slot or target socket taken, before the check.
+      if (stream.readStatus === 'readable') stream.pause();
+      if ((await this.c.trust.checkClient(peer, this.config.name)) !== undefined) {
+        if (acks) await sendStatus(stream, TARGET_FORBIDDEN);
+        else stream.abort(new Error('peer not allowed'));
+        return;
+      }
+      this.c.trust.track(stream, 'expose', peer, this.config.name);
+    }
     const refusal = this.limiter.acquire(peer);
     if (refusal !== undefined) return this.refuse(stream, acks, peer, refusal);
     try {

@@ -13,6 +13,7 @@ import type { ServiceDirectory } from '../discovery/service-directory.js';
 import type { PathRegistry } from '../node/connection-paths.js';
 import { NoProviderError } from '../node/errors.js';
 import type { Logger } from '../node/logger.js';
+import type { TunnelTrust } from '../trust/node-trust.js';
 import { meteredPipe } from './metered-pipe.js';
 import { ProviderDialer } from './provider-dialer.js';
 import { StreamOpenError } from './stream-open-error.js';
@@ -33,6 +34,7 @@ export interface ForwardListenerComponents {
   paths: PathRegistry;
   metrics: SidecarMetrics;
   logger: Logger;
+  trust?: TunnelTrust;
 }
 
 export class ForwardListener {

@@ -9,3 +9,11 @@ export class StreamOpenError extends Error {
     this.reason = reason;
   }
 }
+
+/** This node's trust refuses the provider for the name (sidecar/trust/): it leaves the pool. */
+export class ProviderUntrustedError extends StreamOpenError {
+  constructor(message: string) {
+    super('unauthorized', message);
+    this.name = 'ProviderUntrustedError';
+  }
+}

@@ -12,12 +12,14 @@ import {
   serviceProtocolAck,
   TARGET_BUSY,
   TARGET_CONNECTED,
+  TARGET_FORBIDDEN,
 } from '../discovery/service-directory.js';
 import { NoProviderError } from '../node/errors.js';
 import type { Logger } from '../node/logger.js';
+import type { TunnelTrust } from '../trust/node-trust.js';
 import { ProviderDialError, type ProviderDialer } from './provider-dialer.js';
 import type { ProviderPool } from './provider-pool.js';
-import { StreamOpenError } from './stream-open-error.js';
+import { ProviderUntrustedError, StreamOpenError } from './stream-open-error.js';
 
 /** Waits between tries while every provider is at its limit for this node. */
 const BUSY_WAIT_MIN_MS = 25;
@@ -31,6 +33,8 @@ export interface StreamOpenerComponents {
   dialer: ProviderDialer;
   metrics: SidecarMetrics;
   logger: Logger;
+  /** Whether a provider may serve the name; everyone may when absent. */
+  trust?: TunnelTrust;
 }
 
 export interface StreamOpenerTimeouts {
@@ -122,6 +126,10 @@ export class StreamOpener {
       // connectionTo counted it in the pool (once per dial, however many connections waited).
     } else if (err instanceof StreamOpenError && err.reason === 'provider_busy') {
       // At its limit for this node, not broken: no backoff (open() waits for a slot).
+    } else if (err instanceof ProviderUntrustedError) {
+      // Refused for the name for good (counted and logged by the trust): never tried again.
+      pool.remove(peer);
+      this.c.metrics.providers.set({ service: this.service }, pool.size);
     } else if (err instanceof StreamOpenError && err.reason === 'refused') {
       // The peer no longer exposes the name: stop sending it connections.
       pool.remove(peer);
@@ -140,6 +148,9 @@ export class StreamOpener {
 
   private async streamTo(peer: string): Promise<Stream> {
     const connection = await this.c.dialer.connectionTo(peer);
+    const untrusted = await this.c.trust?.checkProvider(peer, this.service);
+    if (untrusted !== undefined)
+      throw new ProviderUntrustedError(`${peer} may not serve ${this.service}: ${untrusted}`);
     try {
       return await this.newStream(peer, connection);
     } catch (err) {
@@ -159,6 +170,7 @@ export class StreamOpener {
 
   private async newStream(peer: string, connection: Connection): Promise<Stream> {
     const stream = await this.negotiate(peer, connection);
+    this.c.trust?.track(stream, 'forward', peer, this.service);
     if (stream.protocol !== this.protocols[0]) return stream;
     // The exposer's target connect timeout (5 s) comes first; this only bounds a silent peer.
     const status = await readStatus(stream, this.t.streamTimeoutMs + 1_000);
@@ -166,6 +178,8 @@ export class StreamOpener {
     stream.abort(new Error('exposer could not serve the stream'));
     if (status === TARGET_BUSY)
       throw new StreamOpenError('provider_busy', `${peer} serves as many streams as it may`);
+    if (status === TARGET_FORBIDDEN)
+      throw new StreamOpenError('unauthorized', `${peer} does not let this node reach ${this.service}`);
     if (status === 'timeout')
       throw new StreamOpenError('timeout', `${peer} did not say whether its target accepted`);
     throw new StreamOpenError('target_unreachable', `${peer}'s target did not accept`);

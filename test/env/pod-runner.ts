@@ -11,8 +11,9 @@
  *
  * Every pod shares this host's loopback, unlike real pods: the runner rewrites the node config's
  * libp2p and admin listen addresses to 127.0.0.1 with free ports. The container's volumes (the
- * swarm key's Secret) are written to a directory of its own, and config paths under a mountPath
- * point there instead (no mount namespace).
+ * swarm key's Secret, a credentialed network's projected token and credential dir) are written to
+ * a directory of its own, and config paths under a mountPath point there instead (no mount
+ * namespace).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -63,6 +64,27 @@ function objectSource(cp: ControlPlane): ObjectSource {
   return {
     secret: (ns, name) => read<V1Secret>(`/api/v1/namespaces/${ns}/secrets/${name}`),
     configMap: (ns, name) => read<V1ConfigMap>(`/api/v1/namespaces/${ns}/configmaps/${name}`),
+    serviceAccountToken: async (pod, o) => {
+      const r = await cp.request(
+        `/api/v1/namespaces/${pod.namespace}/serviceaccounts/${pod.serviceAccount}/token`,
+        {
+          method: 'POST',
+          contentType: 'application/json',
+          body: JSON.stringify({
+            apiVersion: 'authentication.k8s.io/v1',
+            kind: 'TokenRequest',
+            spec: {
+              audiences: [o.audience],
+              expirationSeconds: o.expirationSeconds,
+              boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.name, uid: pod.uid },
+            },
+          }),
+        },
+      );
+      if (r.status !== 201)
+        throw new VolumeError(`TokenRequest for ${pod.name}: ${r.status} ${r.body.slice(0, 300)}`);
+      return (JSON.parse(r.body) as { status: { token: string } }).status.token;
+    },
   };
 }
 
@@ -178,6 +200,11 @@ export async function runPodSidecar(
     const mapped = await mountVolumes(cp, pod, container, volumes);
     if (config.swarmKey.file !== undefined) config.swarmKey = { file: mapped(config.swarmKey.file) };
     if (config.identity !== undefined) config.identity = { file: mapped(config.identity.file) };
+    const cred = config.trust?.credential;
+    if (cred !== undefined) {
+      cred.file = mapped(cred.file);
+      if (cred.issuer !== undefined) cred.issuer.tokenFile = mapped(cred.issuer.tokenFile);
+    }
     node = await startNodeProcess(config, { env });
   } catch (err) {
     await rm(volumes, { recursive: true, force: true });

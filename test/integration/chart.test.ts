@@ -133,6 +133,7 @@ describe('Helm chart, rendered by the real helm', () => {
       const want = operatorRbac(c.namespace, sa, {
         leaseName: parsed.leader.leaseName ?? DEFAULT_OBJECT_NAMES.leaseName,
         webhookConfig: parsed.webhook.configuration?.name,
+        credentials: parsed.credentials !== undefined,
       }) as K8sObject[];
       for (const kind of ['ClusterRole', 'Role']) {
         const rendered = objects.filter((o) => o.kind === kind);

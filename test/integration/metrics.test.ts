@@ -183,6 +183,10 @@ const MOVED_ELSEWHERE: Record<string, string> = {
   peertunnel_dht_records_refused_total: 'test/unit/sidecar/tunnel/fair-limits.test.ts',
   // Refusals of /status off loopback and of connections over the cap (the server's callback).
   peertunnel_admin_refused_total: 'test/unit/sidecar/admin/http-server.test.ts',
+  // Credentials: the data plane of this test runs an open network (no trust section).
+  peertunnel_trust_refused_total: 'test/integration/trust.test.ts',
+  peertunnel_trust_revoked_total: 'test/integration/trust-revoke.test.ts',
+  peertunnel_credential_expiry_timestamp_seconds: 'test/integration/trust-renewal.test.ts',
 };
 
 describe('sidecar /metrics, family by family', () => {

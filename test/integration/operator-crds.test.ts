@@ -34,7 +34,16 @@ describeWithControlPlane(
         '-o',
         'jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}',
       ]);
-      expect(columns.split(' ')).toEqual(['Ready', 'Reason', 'Network', 'Pods', 'Providers', 'Path', 'Age']);
+      expect(columns.split(' ')).toEqual([
+        'Ready',
+        'Reason',
+        'Network',
+        'Pods',
+        'Providers',
+        'Path',
+        'Refused',
+        'Age',
+      ]);
     });
 
     it('accepts every valid fixture', async () => {

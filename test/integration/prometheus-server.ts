@@ -1,7 +1,7 @@
 /**
  * A real Prometheus (Debian's) on 127.0.0.1 with its own temp config and TSDB, scraping every
  * second: the integration test's nodes and operator, the e2e's sidecars, relays and operators
- * (through the lab kubelets' forwards, labelled as the chart's PodMonitor labels pod targets).
+ * (labelled as the chart's PodMonitor labels pod targets).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

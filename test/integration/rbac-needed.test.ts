@@ -20,6 +20,7 @@ import { operatorRbac } from '../../operator/kube/rbac.js';
 import type { ControlPlane } from '../env/control-plane.js';
 import { describeWithControlPlane } from '../env/skip.js';
 import { testSwarmKey } from '../helpers/node-process.js';
+import { askCredential, boundToken, createPod, requester } from './credential-harness.js';
 import {
   eventually,
   freePort,
@@ -32,6 +33,7 @@ import {
   operatorUsers,
   startOperator,
   waitForReason,
+  webhookCa,
 } from './operator-harness.js';
 import {
   accessesOf,
@@ -66,6 +68,7 @@ const network = (replicas: number) => ({
   spec: {
     swarmKeySecretRef: { name: 'mesh-key' },
     relay: { enabled: true, serviceType: 'ClusterIP', replicas },
+    trust: {},
   },
 });
 
@@ -106,6 +109,7 @@ describeWithControlPlane(
   'operator RBAC: every grant of operatorRbac() is used, and no request is refused',
   (env) => {
     const ops: OperatorProcess[] = [];
+    let webhookPort = 0;
     const started = Date.now();
 
     beforeAll(async () => {
@@ -124,10 +128,13 @@ describeWithControlPlane(
       const port = await freePort();
       // The first replica creates the status token, the webhook Secret and configuration and the
       // Lease; the second finds them (get), applies the configuration again (patch) and follows.
-      const a = await startOperator(cp, { identity: 'op-a', webhookPort: port });
+      // With a cluster name: the first also creates the cluster key Secret, the second reads it.
+      const extraArgs = ['--cluster-name=a'];
+      const a = await startOperator(cp, { identity: 'op-a', webhookPort: port, extraArgs });
       ops.push(a);
       await a.waitFor((l) => l.event === 'leader_elected');
-      ops.push(await startOperator(cp, { identity: 'op-b', webhookPort: port }));
+      ops.push(await startOperator(cp, { identity: 'op-b', webhookPort: port, extraArgs }));
+      webhookPort = port;
     }, 90_000);
 
     afterAll(async () => {
@@ -152,6 +159,17 @@ describeWithControlPlane(
       await waitForReason(cp, 'peernetwork/mesh', NS, 'Ready');
       await waitForReason(cp, 'peertunnel/db', NS, 'NoPodsSelected');
       expect(await relayAddresses(cp)).toHaveLength(1);
+
+      // A credential request: a TokenReview (create) and the pod read fresh (get).
+      await cp.apply([{ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'db', namespace: NS } }]);
+      const pod = await createPod(cp, NS, 'db-0', 'db', 'db');
+      const asked = await askCredential(
+        webhookPort,
+        await webhookCa(cp),
+        await boundToken(cp, NS, 'db', pod.metadata),
+        await requester(),
+      );
+      expect(asked.status).toBe(200);
 
       // A second identity in the existing Secret (update), a second Service and Deployment.
       await cp.apply([network(2)]);

@@ -9,6 +9,10 @@
  *    `ipfs routing provide`); a sidecar that only knows the relay finds it and forwards to it;
  * 3. a kubo node without the key cannot connect.
  *
+ * Our nodes run a credentialed network in interop mode: kubo cannot present a credential, so
+ * the names it serves and reaches are listed in `trust.uncredentialed`; any other name stays
+ * closed to it.
+ *
  * Data checks use echo with a known length, not half-close: kubo's `ipfs p2p` closes both
  * directions as soon as one side reaches EOF (kubo p2p/stream.go), so "send, FIN, read the answer"
  * is not something a kubo end carries.
@@ -18,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
+import { makeCluster } from '../helpers/credentials.js';
 import {
   CLI,
   eventually,
@@ -38,6 +43,11 @@ const base = {
   listen: ['/ip4/127.0.0.1/tcp/0'],
   dht: { protocol: KUBO_DHT, server: 'auto' as const },
   log: { level: 'info' as const },
+  trust: {
+    network: 'mesh',
+    clusters: [{ name: 'a', publicKey: makeCluster('a').publicKey }],
+    uncredentialed: ['to-ours', 'to-kubo'],
+  },
 };
 
 /** Sends `size` random bytes, reads the same number back, then closes; true when identical. */
@@ -90,7 +100,14 @@ describeWithKubo('kubo in a PeerTunnel network', () => {
     const echo = await echoServer();
     servers.push(echo);
     exposer = await startNodeProcess(
-      { ...base, bootstrap: relay.addresses, expose: [{ name: 'to-ours', port: echo.port }] },
+      {
+        ...base,
+        bootstrap: relay.addresses,
+        expose: [
+          { name: 'to-ours', port: echo.port },
+          { name: 'private', port: echo.port },
+        ],
+      },
       { env },
     );
     kubo = await startKubo({
@@ -152,6 +169,39 @@ describeWithKubo('kubo in a PeerTunnel network', () => {
       await exposer.metric('peertunnel_streams_opened_total', { service: 'to-ours', side: 'expose' }),
     ).toBeGreaterThanOrEqual(10);
   }, 120_000);
+
+  it('kubo, with no credential, cannot reach a name not open to uncredentialed peers', async () => {
+    const port = await freePort();
+    await kubo.ipfs([
+      'p2p',
+      'forward',
+      '/x/peertunnel/private/1.0.0',
+      `/ip4/127.0.0.1/tcp/${port}`,
+      `/p2p/${exposer.peerId}`,
+    ]);
+    // kubo may hold its local end open after the stream was refused: nothing comes back.
+    const s = await connectTo(port);
+    let back = 0;
+    s.on('data', (d: Buffer) => {
+      back += d.length;
+    });
+    s.on('error', () => undefined);
+    s.write(randomBytes(1024));
+    await eventually(
+      async () =>
+        (await exposer.metric('peertunnel_trust_refused_total', {
+          side: 'expose',
+          reason: 'no_credential',
+        })) >= 1
+          ? true
+          : undefined,
+      20_000,
+      'the refusal counted',
+    );
+    s.destroy();
+    expect(back).toBe(0);
+    expect(await exposer.metric('peertunnel_streams_opened_total', { service: 'private' })).toBe(0);
+  }, 60_000);
 
   it('a sidecar finds a service kubo offers with ipfs p2p listen, and forwards to it', async () => {
     const echo = await echoServer();

@@ -10,6 +10,11 @@ import type { V1ConfigMap, V1Container, V1Pod, V1Secret } from '@kubernetes/clie
 export interface ObjectSource {
   secret(namespace: string, name: string): Promise<V1Secret | undefined>;
   configMap(namespace: string, name: string): Promise<V1ConfigMap | undefined>;
+  /** A token of the pod's ServiceAccount bound to the pod (TokenRequest), for projected token volumes. */
+  serviceAccountToken?(
+    pod: { namespace: string; name: string; uid: string; serviceAccount: string },
+    o: { audience: string; expirationSeconds: number },
+  ): Promise<string>;
 }
 
 /** What a kubelet reports as CreateContainerConfigError: the container cannot be configured (yet). */

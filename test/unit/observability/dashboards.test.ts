@@ -61,6 +61,11 @@ const NOT_CHARTED = [
   'peertunnel_admin_refused_total',
   'peertunnel_operator_http_refused_total',
   'peertunnel_operator_status_poll_failures_total',
+  // Trust refusals and revocations: in /status (recent refusals) and the logs; charted with the
+  // operator's trust status later.
+  'peertunnel_trust_refused_total',
+  'peertunnel_trust_revoked_total',
+  'peertunnel_credential_expiry_timestamp_seconds',
 ];
 
 describe('Grafana dashboards', () => {

@@ -1,6 +1,7 @@
 /**
  * The node's pnet protector (sidecar/crypto/pnet-protector.ts): its XSalsa20 against libsodium's documented one-shot
- * function and the NaCl test vector, and the wire protocol against stock @libp2p/pnet both ways.
+ * function and the NaCl test vector, and the wire protocol against stock @libp2p/pnet both ways
+ * (each side's first bytes multistream-select's header, as libp2p sends them).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from '@jest/globals';
@@ -8,6 +9,7 @@ import type { MessageStream } from '@libp2p/interface';
 import { preSharedKey } from '@libp2p/pnet';
 import { multiaddrConnectionPair } from '@libp2p/utils';
 import { generateSwarmKey, parseSwarmKey, swarmKeySecret } from '../../../../sidecar/config/swarm-key.js';
+import { MSS_HEADER } from '../../../../sidecar/crypto/pnet-keys.js';
 import { NonceTimeoutError, PnetProtector } from '../../../../sidecar/crypto/pnet-protector.js';
 import { sodium } from '../../../../sidecar/crypto/sodium.js';
 import { XSalsa20Stream } from '../../../../sidecar/crypto/xsalsa20.js';
@@ -88,11 +90,17 @@ describe('swarmKeySecret', () => {
   });
 });
 
-/** Sends `total` random bytes in chunks of varied size, honouring backpressure; returns their hash. */
+/**
+ * Sends multistream-select's header (what every libp2p peer sends first, and the protector
+ * checks), then random bytes up to `total` in chunks of varied size, honouring backpressure;
+ * returns the hash of all of it.
+ */
 async function sendRandom(stream: MessageStream, total: number): Promise<string> {
   const hash = createHash('sha256');
   const sizes = [1, 17, 1_000, 16_384, 65_536, 24, 4_095];
-  let sent = 0;
+  hash.update(MSS_HEADER);
+  stream.send(MSS_HEADER.slice());
+  let sent = MSS_HEADER.byteLength;
   for (let i = 0; sent < total; i++) {
     const chunk = randomBytes(Math.min(sizes[i % sizes.length] ?? 1, total - sent));
     hash.update(chunk);
@@ -120,6 +128,14 @@ function receiveHash(stream: MessageStream, total: number): Promise<string> {
   });
 }
 
+/** Once `protecting` resolves, sends `total` bytes and hashes the `total` that come back. */
+async function talk(protecting: Promise<MessageStream>, total: number) {
+  const stream = await protecting;
+  const received = receiveHash(stream, total);
+  const sent = await sendRandom(stream, total);
+  return { sent, received: await received };
+}
+
 describe('pnet wire protocol against @libp2p/pnet', () => {
   const key = parseSwarmKey(generateSwarmKey());
   const TOTAL = 8 * 1024 * 1024;
@@ -128,14 +144,14 @@ describe('pnet wire protocol against @libp2p/pnet', () => {
     it(`exchanges hash-checked bytes both ways (ours ${ours})`, async () => {
       const [outbound, inbound] = multiaddrConnectionPair();
       const [oursConn, theirsConn] = ours === 'outbound' ? [outbound, inbound] : [inbound, outbound];
-      const [a, b] = await Promise.all([
-        new PnetProtector({ psk: key }).protect(oursConn),
-        preSharedKey({ psk: key })().protect(theirsConn),
+      // Each side starts talking once its own protect() is done (a responder's waits for the
+      // dialer's first bytes), as libp2p's upgrade does.
+      const [mine, peer] = await Promise.all([
+        talk(new PnetProtector({ psk: key }).protect(oursConn), TOTAL),
+        talk(preSharedKey({ psk: key })().protect(theirsConn), TOTAL),
       ]);
-      const [atB, atA] = [receiveHash(b, TOTAL), receiveHash(a, TOTAL)];
-      const [sentA, sentB] = await Promise.all([sendRandom(a, TOTAL), sendRandom(b, TOTAL)]);
-      expect(await atB).toBe(sentA);
-      expect(await atA).toBe(sentB);
+      expect(mine.received).toBe(peer.sent);
+      expect(peer.received).toBe(mine.sent);
     });
   }
 

@@ -55,7 +55,12 @@ describe('InboundGuard', () => {
     // b closes before authenticating.
     b.abort(new Error('gone'));
     expect(guard.pendingFrom('10.0.0.1')).toBe(1);
-    expect(guard.refusals()).toEqual({ rate_per_address: 0, pending_per_address: 1, nonce_timeout: 0 });
+    expect(guard.refusals()).toEqual({
+      rate_per_address: 0,
+      pending_per_address: 1,
+      nonce_timeout: 0,
+      swarm_key: 0,
+    });
   });
 
   it('rate-limits new connections per address, refilling over time', async () => {

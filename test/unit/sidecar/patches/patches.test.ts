@@ -19,7 +19,7 @@ import { holePunch } from '../../../../sidecar/nat/hole-punch.js';
 import { reusePortTcp } from '../../../../sidecar/nat/reuseport-tcp.js';
 import { relayHopHandler, reservationStore } from '../../../../sidecar/patches/circuit-relay.js';
 import { PATCHES } from '../../../../sidecar/patches/inventory.js';
-import { connectionMuxer, countSends } from '../../../../sidecar/patches/libp2p.js';
+import { connectionMaConn, connectionMuxer, countSends } from '../../../../sidecar/patches/libp2p.js';
 import { expectShape, PatchTargetMissingError } from '../../../../sidecar/patches/patch.js';
 import { listenerServer } from '../../../../sidecar/patches/tcp.js';
 import {
@@ -104,6 +104,10 @@ describe('library patch targets (sidecar/patches/inventory.ts)', () => {
     expect(connection.status).toBe('open');
     // libp2p-connection-muxer, circuit-relay-hop-handler (send)
     expect(connectionMuxer(connection)).toBeInstanceOf(EventTarget);
+    // libp2p-connection-maconn: the transport connection, with the remote address the connection has
+    expect(String((connectionMaConn(connection) as { remoteAddr: unknown }).remoteAddr)).toBe(
+      connection.remoteAddr.toString(),
+    );
     expectShape('circuit-relay-hop-handler', 'connection', connection, { newStream: 'function' });
     countSends(stream, () => undefined);
     // yamux-window-update-half: the stream is a YamuxStream with the fields the rule reads
