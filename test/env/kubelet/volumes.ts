@@ -1,3 +1,11 @@
+/**
+ * Volumes as a kubelet makes them, for the loopback pod runner (no container runtime): each volume
+ * is a directory under the pod's run dir (Secret and ConfigMap items written with their modes,
+ * projected sources, emptyDir empty); config paths under a mountPath are pointed there. Ownership
+ * follows Kubernetes: files are root's; with pod `fsGroup` their group is that group and they are
+ * group-readable (without it, a non-root container cannot read a 0440 Secret file, as on a real
+ * node).
+ */
 import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, normalize } from 'node:path';
 import type { V1Pod, V1Volume } from '@kubernetes/client-node';
