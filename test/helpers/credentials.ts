@@ -10,8 +10,19 @@ import { join } from 'node:path';
 import { formatClusterPublicKey } from '../../contracts/cluster-key.js';
 import { signCredential } from '../../contracts/credential.js';
 import { writeIdentity } from '../../sidecar/cli/node.js';
+import { testSwarmKey } from './node-process.js';
 
 export const NETWORK = 'mesh';
+
+/** The swarm key every trust test's nodes share, by environment (`startNodeProcess(..., { env })`). */
+const KEY_ENV = 'PEERTUNNEL_TEST_KEY';
+export const keyEnv: Record<string, string> = { [KEY_ENV]: testSwarmKey() };
+/** What every trust test's node config starts with: the key above, loopback, info logs. */
+export const loopbackBase = {
+  swarmKey: { env: KEY_ENV },
+  listen: ['/ip4/127.0.0.1/tcp/0'],
+  log: { level: 'info' as const },
+};
 
 export interface Cluster {
   name: string;

@@ -11,22 +11,19 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
   freePort,
+  keyEnv,
+  loopbackBase,
   makeCluster,
   newMember,
   renewEvery,
   trustOf,
   writeCredential,
 } from '../helpers/credentials.js';
-import { eventually, type NodeProcess, startNodeProcess, testSwarmKey } from '../helpers/node-process.js';
+import { eventually, type NodeProcess, startNodeProcess } from '../helpers/node-process.js';
 import { connectTo, echoRoundTrip, echoServer, type TestServer } from '../helpers/traffic.js';
 
-const KEY_ENV = 'PEERTUNNEL_TEST_KEY';
-const env = { [KEY_ENV]: testSwarmKey() };
-const base = {
-  swarmKey: { env: KEY_ENV },
-  listen: ['/ip4/127.0.0.1/tcp/0'],
-  log: { level: 'info' as const },
-};
+const env = keyEnv;
+const base = loopbackBase;
 const LIFETIME_S = 4;
 const RENEW_MS = 1_500;
 const HELD = 6;

@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
   type Cluster,
   freePort,
+  keyEnv,
+  loopbackBase,
   type Member,
   makeCluster,
   newMember,
@@ -19,16 +21,11 @@ import {
   writeAtomically,
   writeCredential,
 } from '../helpers/credentials.js';
-import { eventually, type NodeProcess, startNodeProcess, testSwarmKey } from '../helpers/node-process.js';
+import { eventually, type NodeProcess, startNodeProcess } from '../helpers/node-process.js';
 import { connectTo, echoRoundTrip, echoServer, type TestServer } from '../helpers/traffic.js';
 
-const KEY_ENV = 'PEERTUNNEL_TEST_KEY';
-const env = { [KEY_ENV]: testSwarmKey() };
-const base = {
-  swarmKey: { env: KEY_ENV },
-  listen: ['/ip4/127.0.0.1/tcp/0'],
-  log: { level: 'info' as const },
-};
+const env = keyEnv;
+const base = loopbackBase;
 const LIFETIME_S = 8;
 /** The exposer looks at open streams every second and at its files every second. */
 const SLACK_MS = 3_000;

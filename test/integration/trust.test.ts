@@ -12,6 +12,8 @@ import type { TrustStatus } from '../../contracts/trust.js';
 import {
   type Cluster,
   freePort,
+  keyEnv,
+  loopbackBase,
   type Member,
   makeCluster,
   newMember,
@@ -19,16 +21,11 @@ import {
   type Workload,
   writeCredential,
 } from '../helpers/credentials.js';
-import { eventually, type NodeProcess, startNodeProcess, testSwarmKey } from '../helpers/node-process.js';
+import { eventually, type NodeProcess, startNodeProcess } from '../helpers/node-process.js';
 import { connectTo, echoRoundTrip, echoServer, type TestServer } from '../helpers/traffic.js';
 
-const KEY_ENV = 'PEERTUNNEL_TEST_KEY';
-const env = { [KEY_ENV]: testSwarmKey() };
-const base = {
-  swarmKey: { env: KEY_ENV },
-  listen: ['/ip4/127.0.0.1/tcp/0'],
-  log: { level: 'info' as const },
-};
+const env = keyEnv;
+const base = loopbackBase;
 const HOUR = 3600;
 
 describe('trust between node processes', () => {
