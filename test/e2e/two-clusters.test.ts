@@ -310,12 +310,22 @@ describeE2E('two clusters behind NATs: the README walk-through', () => {
       });
       const inB = await getPeerTunnels(B());
       console.log(`[e2e ${run.nat}] cluster A:\n${seen.text}\n[e2e ${run.nat}] cluster B:\n${inB.text}`);
-      expect(Object.keys(seen.rows[0] ?? {})).toEqual(['NAME', 'READY', 'PODS', 'PROVIDERS', 'PATH', 'AGE']);
+      expect(Object.keys(seen.rows[0] ?? {})).toEqual([
+        'NAME',
+        'READY',
+        'PODS',
+        'PROVIDERS',
+        'PATH',
+        'REFUSED',
+        'AGE',
+      ]);
       expect(row(seen.rows, 'redis-client')).toMatchObject({
         READY: 'True',
         PODS: '1/1',
         PROVIDERS: '1',
         PATH: run.path,
+        // The walk-through's network is open (no spec.trust): nobody is refused, none counted.
+        REFUSED: '<none>',
       });
       // B's tunnel only exposes: no forward, hence no providers or path of its own.
       expect(row(inB.rows, 'redis')).toMatchObject({ READY: 'True', PODS: '1/1', PROVIDERS: '-', PATH: '-' });
@@ -393,6 +403,8 @@ describeE2E('two clusters behind NATs: the README walk-through', () => {
         'peertunnel-services/Refused inbound streams',
         'peertunnel-services/Refused by limits',
         'peertunnel-services/Exposed targets refusing',
+        // The walk-through's network is open: no sidecar asks the operator for a credential.
+        'peertunnel-operator/Workload credentials',
       ]);
       const empty: string[] = [];
       for (const q of allQueries()) {
