@@ -187,6 +187,8 @@ const MOVED_ELSEWHERE: Record<string, string> = {
   peertunnel_trust_refused_total: 'test/integration/trust.test.ts',
   peertunnel_trust_revoked_total: 'test/integration/trust-revoke.test.ts',
   peertunnel_credential_expiry_timestamp_seconds: 'test/integration/trust-renewal.test.ts',
+  peertunnel_connections_by_swarm_key: 'test/integration/swarm-key-nodes.test.ts',
+  peertunnel_swarm_key_fallbacks_total: 'test/integration/swarm-key-nodes.test.ts',
 };
 
 describe('sidecar /metrics, family by family', () => {
@@ -315,6 +317,9 @@ describeWithControlPlane(
       'peertunnel_operator_status_poll_failures_total',
       // Connections over the cap: the shared server's drops, test/unit/sidecar/admin/http-server.test.ts.
       'peertunnel_operator_http_refused_total',
+      // Issued and refused by reason: test/integration/operator-credentials.test.ts (real bound tokens).
+      'peertunnel_operator_credentials_issued_total',
+      'peertunnel_operator_credentials_refused_total',
     ];
 
     it('serves HELP and TYPE for every family and checks each one', async () => {
