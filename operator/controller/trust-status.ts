@@ -1,7 +1,7 @@
 /**
  * The credential part of a PeerTunnel's status: the refusals its ready sidecars report in their
  * /status (`trust.refusals`), newest first, and their count for the REFUSED column. Only for a
- * network with spec.trust; an open network refuses no one. Pure.
+ * network with spec.trust; an open network refuses no one (REFUSED `-`). Pure.
  */
 import type { SidecarReport } from '../../contracts/sidecar-status.js';
 import type { PeerNetwork, PeerTunnel, PeerTunnelStatus, TunnelTrustStatus } from '../../crds/schema.js';
@@ -16,7 +16,12 @@ export function withTunnelTrust(
   network: PeerNetwork | undefined,
   reports: ReadonlyMap<string, SidecarReport>,
 ): PeerTunnelStatus {
-  if (network?.spec.trust === undefined) return status;
+  // Open network: the REFUSED column says "-" (nothing is checked), never an empty cell.
+  if (network?.spec.trust === undefined) {
+    return status.summary === undefined
+      ? status
+      : { ...status, summary: { ...status.summary, refused: '-' } };
+  }
   // A sidecar may carry several tunnels: this one's refusals are those about its own names.
   const exposes = new Set((tunnel.spec.expose ?? []).map((e) => e.name));
   const forwards = new Set((tunnel.spec.forward ?? []).map((f) => f.name));

@@ -324,11 +324,17 @@ describeE2E('two clusters behind NATs: the README walk-through', () => {
         PODS: '1/1',
         PROVIDERS: '1',
         PATH: run.path,
-        // The walk-through's network is open (no spec.trust): nobody is refused, none counted.
-        REFUSED: '<none>',
+        // The walk-through's network is open (no spec.trust): nothing is checked.
+        REFUSED: '-',
       });
       // B's tunnel only exposes: no forward, hence no providers or path of its own.
-      expect(row(inB.rows, 'redis')).toMatchObject({ READY: 'True', PODS: '1/1', PROVIDERS: '-', PATH: '-' });
+      expect(row(inB.rows, 'redis')).toMatchObject({
+        READY: 'True',
+        PODS: '1/1',
+        PROVIDERS: '-',
+        PATH: '-',
+        REFUSED: '-',
+      });
 
       // Why the path is what it is, from both ends' metrics (read through the API server's pod
       // proxy): behind the eim NAT a hole punch succeeded; behind the symmetric one none did, the

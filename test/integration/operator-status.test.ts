@@ -140,7 +140,7 @@ describeWithControlPlane(
       await create(env.cp, pod('orders-1', 'orders'));
       const t2 = await waitForReason(env.cp, 'peertunnel/orders', NS, 'SidecarsNotReady');
       expect(t2.status?.pods).toEqual({ selected: 1, injected: 1, ready: 0 });
-      expect(t2.status?.summary).toEqual({ pods: '0/1', providers: '0', path: 'none' });
+      expect(t2.status?.summary).toEqual({ pods: '0/1', providers: '0', path: 'none', refused: '-' });
       const printed = await env.cp.kubectlOk(['-n', NS, 'get', 'peertunnels']);
       expect(printed).toMatch(/orders\s+False\s+0\/1\s+0\s+none/);
     });

@@ -131,10 +131,10 @@ describeWithControlPlane(
       expect(readyOf(client)?.status).toBe('True');
       expect(client.status?.pods).toEqual({ selected: 1, injected: 1, ready: 1 });
       expect(client.status?.forwards).toEqual([{ name: 'echo', providers: 1, path: 'direct' }]);
-      expect(client.status?.summary).toEqual({ pods: '1/1', providers: '1', path: 'direct' });
+      expect(client.status?.summary).toEqual({ pods: '1/1', providers: '1', path: 'direct', refused: '-' });
       const db = await waitForReason(env.cp, 'peertunnel/db', NS, 'Ready');
       expect(db.status?.exposes).toEqual([{ name: 'echo', ready: 1 }]);
-      expect(db.status?.summary).toEqual({ pods: '1/1', providers: '-', path: '-' });
+      expect(db.status?.summary).toEqual({ pods: '1/1', providers: '-', path: '-', refused: '-' });
       const printed = await env.cp.kubectlOk(['-n', NS, 'get', 'peertunnels']);
       expect(printed).toMatch(/client\s+True\s+1\/1\s+1\s+direct/);
     });
@@ -162,7 +162,7 @@ describeWithControlPlane(
         60_000,
       );
       expect(client.status?.forwards).toEqual([{ name: 'echo', providers: 0, path: 'none' }]);
-      expect(client.status?.summary).toEqual({ pods: '1/1', providers: '0', path: 'none' });
+      expect(client.status?.summary).toEqual({ pods: '1/1', providers: '0', path: 'none', refused: '-' });
       expect(readyOf(client)?.message).toContain('"echo"');
     });
   },
