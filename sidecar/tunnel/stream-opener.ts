@@ -130,11 +130,12 @@ export class StreamOpener {
       // Refused for the name for good (counted and logged by the trust): never tried again.
       pool.remove(peer);
       this.c.metrics.providers.set({ service: this.service }, pool.size);
-    } else if (err instanceof StreamOpenError && err.reason === 'refused') {
-      // The peer no longer exposes the name: stop sending it connections.
-      pool.remove(peer);
-      this.c.metrics.providers.set({ service: this.service }, pool.size);
     } else pool.failed(peer, Date.now());
+    // A refusal ('refused': the name is not handled) backs off like any failure rather than
+    // dropping the provider: a draining exposer refuses for the seconds before it comes back under
+    // the same peer ID, and a forgotten one would be missed until the next lookup, leaving a rolling
+    // update one provider short. One that stopped for good costs a try per backoff until its record
+    // expires.
     this.c.logger.info(
       {
         event: 'provider_failed',

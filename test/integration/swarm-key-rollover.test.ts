@@ -30,6 +30,8 @@ interface Member {
 class SteadyClient {
   ok = 0;
   readonly failures: string[] = [];
+  /** What the rollover is doing now, so a failure says during which step it happened. */
+  phase = 'start';
   private paused = false;
   private stopped = false;
   private running: Promise<void> | undefined;
@@ -57,9 +59,9 @@ class SteadyClient {
           setTimeout(() => reject(new Error('no echo within 15 s')), 15_000).unref(),
         );
         if (await Promise.race([echoRoundTrip(this.port, 512), timeout])) this.ok++;
-        else this.failures.push('echo differs');
+        else this.failures.push(`${this.phase}: echo differs`);
       } catch (err) {
-        this.failures.push(String(err));
+        this.failures.push(`${this.phase}: ${String(err)}`);
       } finally {
         done();
       }
@@ -115,6 +117,7 @@ describe('swarm-key rollover', () => {
   /** Stops one member (a graceful drain) and starts it again with `keys`, as a rolling update does. */
   async function restart(m: Member, keys: Keys): Promise<void> {
     const isForwarder = m.extra.forward !== undefined;
+    client.phase = `restart ${m.name} with ${keys.next === undefined ? 'one key' : 'two keys'}`;
     if (isForwarder) await client.pause();
     await m.proc?.stop();
     await launch(m, keys);
