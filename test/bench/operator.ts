@@ -27,6 +27,7 @@ import { type ControlPlane, serviceAccountUser, startControlPlane } from '../env
 import { installOperatorPrerequisites, OPERATOR_NS, OPERATOR_SA } from '../env/operator-prerequisites.js';
 import { ensureTools, probeTools } from '../env/tools.js';
 import { CLI, parseMetric, testSwarmKey } from '../helpers/node-process.js';
+import { freePort } from '../helpers/ports.js';
 
 const IMAGE = 'ghcr.io/peertunnel/peertunnel:0.1.0';
 const COLD_NS = 'bench-cold';
@@ -310,18 +311,6 @@ async function podLoad(a: Api, prefix: string, n: number, rate: number, labels: 
 async function rssMB(pid: number): Promise<number> {
   const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
   return (Number(m?.[1] ?? 0) * 1024) / 1e6;
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const addr = s.address();
-      s.close(() => resolve(typeof addr === 'object' && addr !== null ? addr.port : 0));
-    });
-  });
 }
 
 function format(r: OperatorBenchResult, version: string): string {

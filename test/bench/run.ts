@@ -41,6 +41,7 @@ import {
   startNodeProcess,
   testSwarmKey,
 } from '../helpers/node-process.js';
+import { freePort } from '../helpers/ports.js';
 import { echoServer, rssOf } from '../helpers/traffic.js';
 import { cachedKubo } from '../interop/kubo-daemon.js';
 import { framedSinkServer } from './framed.js';
@@ -187,20 +188,6 @@ async function writeSyscallsDuring<T>(
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-function freePort(): Promise<number> {
-  return import('node:net').then(
-    ({ createServer }) =>
-      new Promise((resolve, reject) => {
-        const s = createServer();
-        s.once('error', reject);
-        s.listen({ host: '127.0.0.1', port: 0 }, () => {
-          const a = s.address();
-          s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
-        });
-      }),
-  );
 }
 
 /**

@@ -11,6 +11,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type NodeProcess, startNodeProcess, testSwarmKey } from '../helpers/node-process.js';
+import { freePort } from '../helpers/ports.js';
 
 const KEY_ENV = 'PEERTUNNEL_BENCH_SWARM_KEY';
 const ROUND_TRIPS = 2_000;
@@ -39,14 +40,6 @@ function portOf(s: net.Server): number {
   const a = s.address();
   if (a === null || typeof a === 'string') throw new Error('no port');
   return a.port;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = portOf(s);
-  await new Promise((r) => s.close(r));
-  return p;
 }
 
 async function connect(port: number): Promise<net.Socket> {

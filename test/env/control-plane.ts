@@ -10,10 +10,10 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from '../helpers/ports.js';
 import { controllerManagerArgs, lastCertificate } from './controller-manager.js';
 import { type EgressProxy, startEgressProxy } from './egress-proxy.js';
 import {
@@ -294,18 +294,6 @@ async function logTail(path: string): Promise<string> {
   } catch {
     return '(no log)';
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const addr = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (addr === null || typeof addr === 'string') throw new Error('listening socket has no port');
-  return addr.port;
 }
 
 /**

@@ -5,12 +5,13 @@
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { formatClusterPublicKey } from '../../contracts/cluster-key.js';
 import { signCredential } from '../../contracts/credential.js';
 import { writeIdentity } from '../../sidecar/cli/node.js';
 import { testSwarmKey } from './node-process.js';
+
+export { freePort } from './ports.js';
 
 export const NETWORK = 'mesh';
 
@@ -96,14 +97,6 @@ export function trustOf(m: Member, trusted: Cluster[], more: Record<string, unkn
       ...more,
     },
   };
-}
-
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const addr = srv.address();
-  await new Promise((r) => srv.close(r));
-  return typeof addr === 'object' && addr !== null ? addr.port : 0;
 }
 
 /** Writes a fresh credential every `everyMs`, as an issuer renewing short-lived ones would. */

@@ -15,6 +15,7 @@ import {
   startNodeProcess,
   testSwarmKey,
 } from '../helpers/node-process.js';
+import { freePort } from '../helpers/ports.js';
 import {
   answerFrom,
   echoRoundTrip,
@@ -31,16 +32,6 @@ const base = {
   listen: ['/ip4/127.0.0.1/tcp/0'],
   log: { level: 'info' as const },
 };
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
-    });
-  });
-}
 
 const nodes: NodeProcess[] = [];
 const servers: Array<TestServer | { close(): Promise<void> }> = [];

@@ -5,7 +5,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { ControlPlane } from '../env/control-plane.js';
@@ -14,20 +13,9 @@ import { OPERATOR_NS, OPERATOR_SA } from '../env/operator-prerequisites.js';
 import { CLI, followJsonLog, parseMetric } from '../helpers/node-process.js';
 
 export { installOperatorPrerequisites, OPERATOR_NS, OPERATOR_SA } from '../env/operator-prerequisites.js';
+export { freePort } from '../helpers/ports.js';
 export const IMAGE = 'ghcr.io/peertunnel/peertunnel:0.1.0';
 export const operatorUsers = { operator: serviceAccountUser(OPERATOR_NS, OPERATOR_SA) };
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const addr = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (addr === null || typeof addr === 'string') throw new Error('no port');
-  return addr.port;
-}
 
 export interface LogLine {
   level?: string;

@@ -10,11 +10,12 @@
  * outsider from the members by its address, as they would across a network.
  */
 import { rm, writeFile } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { eventually, type NodeProcess, startNodeProcess, testSwarmKey } from '../helpers/node-process.js';
+import { freePort } from '../helpers/ports.js';
 import { echoRoundTrip, echoServer, rssOf, type TestServer } from '../helpers/traffic.js';
 
 const KEY_ENV = 'PEERTUNNEL_TEST_KEY';
@@ -32,16 +33,6 @@ async function gcOnSignal(): Promise<NodeJS.ProcessEnv> {
   const file = GC_PRELOAD;
   await writeFile(file, "process.on('SIGUSR2', () => globalThis.gc?.());\n");
   return { NODE_OPTIONS: `--expose-gc --import=${file}` };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
-    });
-  });
 }
 
 function tcpPortOf(node: NodeProcess): number {

@@ -16,6 +16,7 @@ import {
   startNodeProcess,
   testSwarmKey,
 } from '../helpers/node-process.js';
+import { freePort } from '../helpers/ports.js';
 import {
   answerFrom,
   connectTo,
@@ -662,14 +663,3 @@ describe('a forwarder past its share of an exposer', () => {
     expect(await forwarder.metric('peertunnel_streams_failed_total', { service: 'echo' })).toBe(0);
   }, 60_000);
 });
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
-    });
-  });
-}

@@ -19,7 +19,6 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { makeCluster } from '../helpers/credentials.js';
@@ -30,6 +29,7 @@ import {
   startNodeProcess,
   testSwarmKey,
 } from '../helpers/node-process.js';
+import { freePort } from '../helpers/ports.js';
 import { connectTo, echoServer, type TestServer } from '../helpers/traffic.js';
 import { describeWithKubo, ensureKubo, KUBO_BUILD_TIMEOUT_MS, type KuboNode, startKubo } from './kubo.js';
 
@@ -71,14 +71,6 @@ async function echoExact(port: number, size: number): Promise<boolean> {
   } finally {
     s.destroy();
   }
-}
-
-async function freePort(): Promise<number> {
-  const srv: Server = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const addr = srv.address();
-  await new Promise((r) => srv.close(r));
-  return typeof addr === 'object' && addr !== null ? addr.port : 0;
 }
 
 async function cidOf(name: string): Promise<string> {
