@@ -13,7 +13,8 @@
  * - BENCH_QUICK=1: small sizes (the smoke test's mode).
  * - BENCH_OUT=FILE: where the JSON goes (default dist/bench-results.json).
  * - BENCH_ONLY=a,b: only these groups: ttfb, latency, connrate, throughput1, throughput16, memory,
- *   operator (test/bench/operator.ts: a real API server; in quick mode only when named).
+ *   operator (test/bench/operator.ts: a real API server; in quick mode only when named),
+ *   credentials (test/bench/credentials.ts: credentials off vs on; in quick mode only when named),
  *   lab (test/bench/lab.ts: the NAT lab, needs root; in quick mode only when named).
  * The tunnel's nodes run as the image runs them: the bundle (dist/bundle/peertunnel.mjs) with the
  * Node flags of sidecar/node/flags.ts; the table's notes name them.
@@ -44,6 +45,7 @@ import {
 import { freePort } from '../helpers/ports.js';
 import { echoServer, rssOf } from '../helpers/traffic.js';
 import { cachedKubo } from '../interop/kubo-daemon.js';
+import { credentialsBench } from './credentials.js';
 import { framedSinkServer } from './framed.js';
 import { type KuboPair, startKuboPair } from './kubo-pair.js';
 import { labBench } from './lab.js';
@@ -111,6 +113,7 @@ const GROUPS = [
   'throughput16',
   'memory',
   'operator',
+  'credentials',
   'lab',
 ] as const;
 type Group = (typeof GROUPS)[number];
@@ -737,6 +740,10 @@ async function main(): Promise<number> {
     ? await operatorBench({ quick: QUICK, explicit: ONLY.has('operator'), log })
     : undefined;
   if (operator !== undefined) process.stdout.write(`\n${operator.text}\n`);
+  const credentials = runs('credentials')
+    ? await credentialsBench({ quick: QUICK, explicit: ONLY.has('credentials'), log })
+    : undefined;
+  if (credentials !== undefined) process.stdout.write(`\n${credentials.text}\n`);
   // NAT lab group (root + lab prerequisites; otherwise skipped with the reason printed).
   const lab = runs('lab') ? await labBench({ quick: QUICK, explicit: ONLY.has('lab'), log }) : undefined;
   if (lab !== undefined) process.stdout.write(`\n${lab.text}\n`);
@@ -761,6 +768,7 @@ async function main(): Promise<number> {
         notes,
         failures,
         operator,
+        credentials,
         lab,
       },
       null,
@@ -768,7 +776,10 @@ async function main(): Promise<number> {
     )}\n`,
   );
   log(`results written to ${OUT}`);
-  return failures.length === 0 && (operator?.failures.length ?? 0) === 0 && (lab?.failures.length ?? 0) === 0
+  return failures.length === 0 &&
+    (operator?.failures.length ?? 0) === 0 &&
+    (credentials?.failures.length ?? 0) === 0 &&
+    (lab?.failures.length ?? 0) === 0
     ? 0
     : 1;
 }

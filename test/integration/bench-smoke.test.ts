@@ -77,3 +77,33 @@ it('runs the bench in quick mode and fills every row', async () => {
     await rm(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+it('runs the credentials group in quick mode: both tunnels measured, off and on, with the ratio', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'pt-bench-'));
+  try {
+    const out = join(dir, 'bench-results.json');
+    const { stdout } = await run(process.execPath, [join(REPO_ROOT, 'dist', 'test', 'bench', 'run.js')], {
+      env: { ...process.env, BENCH_QUICK: '1', BENCH_ONLY: 'credentials', BENCH_KUBO: '0', BENCH_OUT: out },
+      timeout: 85_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const result = JSON.parse(await readFile(out, 'utf8')) as {
+      credentials: {
+        rows: Array<{ measure: string; off: number; on: number; ratio: number }>;
+        failures: string[];
+      };
+    };
+    expect(result.credentials.failures).toEqual([]);
+    expect(result.credentials.rows.map((r) => r.measure)).toEqual([
+      'req/resp p50 (µs) ↓',
+      'new connections (conn/s) ↑',
+    ]);
+    for (const r of result.credentials.rows) {
+      for (const v of [r.off, r.on, r.ratio]) expect(Number.isFinite(v) && v > 0).toBe(true);
+    }
+    expect(stdout).toContain('credentials off vs on');
+    expect(stdout).toMatch(/with credentials within 5% of off: [\d.]+×/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 90_000);
