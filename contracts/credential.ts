@@ -46,6 +46,24 @@ export interface CredentialClaims {
   expires: number;
 }
 
+/** Who a credential is for and what it grants: the claims without the version and the time window. */
+export type CredentialSubject = Omit<CredentialClaims, 'v' | 'notBefore' | 'expires'>;
+
+/** The claims of a credential valid from `now` (Unix seconds) for `ttlSeconds`, as every issuer makes them. */
+export function credentialClaims(
+  subject: CredentialSubject,
+  now: number,
+  ttlSeconds: number,
+): CredentialClaims {
+  return {
+    v: 1,
+    ...subject,
+    expose: [...new Set(subject.expose)],
+    notBefore: now,
+    expires: now + ttlSeconds,
+  };
+}
+
 /** Why a peer's credential, or a peer without one, was refused: the `reason` label. */
 export const CREDENTIAL_REFUSALS = [
   'no_credential',

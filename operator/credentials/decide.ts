@@ -4,7 +4,7 @@
  * (docs/architecture.md, Workload credentials). The I/O is in `issuer.ts`.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import type { CredentialClaims } from '../../contracts/credential.js';
+import { type CredentialClaims, credentialClaims } from '../../contracts/credential.js';
 import type { IssueRefusal } from '../../contracts/credential-request.js';
 import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
 import { CREDENTIAL_TTL } from '../../crds/trust-schema.js';
@@ -108,16 +108,17 @@ export function decideCredential(f: IssueFacts): { kind: 'issue'; claims: Creden
   const now = Math.floor(f.nowSeconds);
   return {
     kind: 'issue',
-    claims: {
-      v: 1,
-      network: credentialNetworkName(network),
-      cluster: f.cluster,
-      namespace: id.namespace,
-      serviceAccount: id.serviceAccount,
-      peer: f.peer,
-      expose,
-      notBefore: now,
-      expires: now + ttl,
-    },
+    claims: credentialClaims(
+      {
+        network: credentialNetworkName(network),
+        cluster: f.cluster,
+        namespace: id.namespace,
+        serviceAccount: id.serviceAccount,
+        peer: f.peer,
+        expose,
+      },
+      now,
+      ttl,
+    ),
   };
 }

@@ -14,9 +14,9 @@ import {
   parseClusterPublicKey,
 } from '../../contracts/cluster-key.js';
 import {
-  type CredentialClaims,
   CredentialError,
   checkValidity,
+  credentialClaims,
   decodeCredential,
   MAX_CREDENTIAL_BYTES,
   signCredential,
@@ -78,17 +78,18 @@ export async function issueCredential(o: IssueOptions): Promise<string> {
     throw new CredentialError('malformed', `--peer: expected a libp2p peer ID, got "${o.peer.slice(0, 80)}"`);
   }
   const now = o.now ?? Math.floor(Date.now() / 1000);
-  const claims: CredentialClaims = {
-    v: 1,
-    network: o.network,
-    cluster: o.cluster,
-    namespace: o.namespace,
-    serviceAccount: o.serviceAccount,
-    peer,
-    expose: [...new Set(o.expose)],
-    notBefore: now,
-    expires: now + o.ttlSeconds,
-  };
+  const claims = credentialClaims(
+    {
+      network: o.network,
+      cluster: o.cluster,
+      namespace: o.namespace,
+      serviceAccount: o.serviceAccount,
+      peer,
+      expose: o.expose,
+    },
+    now,
+    o.ttlSeconds,
+  );
   return `${signCredential(claims, key)}\n`;
 }
 

@@ -7,7 +7,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatClusterPublicKey } from '../../contracts/cluster-key.js';
-import { signCredential } from '../../contracts/credential.js';
+import { credentialClaims, signCredential } from '../../contracts/credential.js';
 import { writeIdentity } from '../../sidecar/cli/node.js';
 import { testSwarmKey } from './node-process.js';
 
@@ -58,21 +58,15 @@ export async function newMember(dir: string): Promise<Member> {
 }
 
 export function issue(peer: string, w: Workload, ttlSeconds: number, network = NETWORK): string {
-  const now = Math.floor(Date.now() / 1000);
-  return signCredential(
-    {
-      v: 1,
-      network,
-      cluster: w.cluster.name,
-      namespace: w.namespace,
-      serviceAccount: w.serviceAccount ?? 'default',
-      peer,
-      expose: w.expose ?? [],
-      notBefore: now,
-      expires: now + ttlSeconds,
-    },
-    w.cluster.key,
-  );
+  const subject = {
+    network,
+    cluster: w.cluster.name,
+    namespace: w.namespace,
+    serviceAccount: w.serviceAccount ?? 'default',
+    peer,
+    expose: w.expose ?? [],
+  };
+  return signCredential(credentialClaims(subject, Math.floor(Date.now() / 1000), ttlSeconds), w.cluster.key);
 }
 
 /** Replaces the member's credential file in one step. */
