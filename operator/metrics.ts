@@ -117,7 +117,7 @@ export function createOperatorMetrics(
     }),
     credentialsRefused: new Counter({
       name: 'peertunnel_operator_credentials_refused_total',
-      help: 'Credential requests refused, by reason (token_invalid, pod_gone, bad_proof, no_tunnel, rate_limited, ...).',
+      help: 'Credential and trusted-cluster requests refused, by reason (token_invalid, pod_gone, bad_proof, no_tunnel, rate_limited, bad_credential, network_gone, ...).',
       labelNames: ['reason'],
       registers,
     }),

@@ -1,10 +1,11 @@
 /**
  * The operator's credential parts at start (docs/architecture.md, Workload credentials): the
  * cluster key from its Secret, what sidecars are told about the issuer, and the issuer's route on
- * the webhook's HTTPS server. Nothing when the operator has no cluster name.
+ * the webhook's HTTPS server, and the trusted-cluster answer sidecars poll. Nothing when the operator has no cluster name.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CREDENTIAL_PATH } from '../../contracts/credential-request.js';
+import { TRUST_PATH } from '../../contracts/trust-sync.js';
 import type { PeerNetwork, PeerTunnel } from '../../crds/schema.js';
 import type { Logger } from '../../sidecar/node/logger.js';
 import type { CredentialSettings } from '../inject/trust.js';
@@ -12,6 +13,7 @@ import type { KubeClient } from '../kube/client.js';
 import { type ClusterKey, ensureClusterKey } from '../kube/cluster-key-secret.js';
 import type { OperatorMetrics } from '../metrics.js';
 import { CredentialIssuer } from './issuer.js';
+import { TrustHandler } from './trust-handler.js';
 
 export interface CredentialOptions {
   clusterName: string;
@@ -54,7 +56,18 @@ export async function prepareCredentials(
         metrics: deps.metrics,
         logger: deps.logger,
       });
-      return { [CREDENTIAL_PATH]: (req, res) => issuer.handle(req, res) };
+      const trust = new TrustHandler({
+        cluster: o.clusterName,
+        publicKey: key.publicKey,
+        privateKey: key.privateKey,
+        networks: sources.networks,
+        metrics: deps.metrics,
+        logger: deps.logger,
+      });
+      return {
+        [CREDENTIAL_PATH]: (req, res) => issuer.handle(req, res),
+        [TRUST_PATH]: (req, res) => trust.handle(req, res),
+      };
     },
   };
 }

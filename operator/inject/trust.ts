@@ -7,6 +7,7 @@
  */
 import type { V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { CREDENTIAL_AUDIENCE } from '../../contracts/credential-request.js';
+import type { TrustedCluster } from '../../contracts/trust-sync.js';
 import type { PeerNetwork } from '../../crds/schema.js';
 import type { NodeConfigInput } from '../../sidecar/config/config.js';
 import type { InjectSettings } from './settings.js';
@@ -37,6 +38,21 @@ export function credentialNetworkName(network: PeerNetwork): string {
   return network.spec.trust?.network ?? `${network.metadata.namespace ?? ''}/${network.metadata.name ?? ''}`;
 }
 
+/**
+ * The clusters a network's sidecars trust: this cluster first, then `spec.trust.clusters`. Rendered
+ * at injection, and answered to the sidecars' polls (operator/credentials/trust-handler.ts) as the
+ * PeerNetwork is now.
+ */
+export function trustedClusters(
+  network: PeerNetwork,
+  own: { cluster: string; publicKey: string },
+): TrustedCluster[] {
+  return [
+    { name: own.cluster, publicKey: own.publicKey },
+    ...(network.spec.trust?.clusters ?? []).map((c) => ({ name: c.name, publicKey: c.publicKey })),
+  ];
+}
+
 /** The node config's trust section; undefined for an open network. */
 export function renderTrust(
   network: PeerNetwork,
@@ -49,10 +65,7 @@ export function renderTrust(
       file: CREDENTIAL_FILE,
       issuer: { url: credentials.issuerUrl, tokenFile: TOKEN_FILE, ca: credentials.caPem },
     },
-    clusters: [
-      { name: credentials.cluster, publicKey: credentials.publicKey },
-      ...(trust.clusters ?? []).map((c) => ({ name: c.name, publicKey: c.publicKey })),
-    ],
+    clusters: trustedClusters(network, credentials),
     uncredentialed: [...(trust.uncredentialed ?? [])],
   };
 }

@@ -59,6 +59,7 @@ export interface SidecarMetrics {
   adminRefused: Counter<'reason'>;
   trustRefused: Counter<'side' | 'reason'>;
   trustRevoked: Counter<'side' | 'reason'>;
+  trustSyncFailures: Counter<'reason'>;
   credentialExpiry: Gauge;
 }
 
@@ -281,6 +282,12 @@ export function createSidecarMetrics(
       name: 'peertunnel_trust_revoked_total',
       help: 'Open tunnel streams ended because their peer is no longer trusted (credential expired or its cluster removed), by side and reason.',
       labelNames: ['side', 'reason'] as const,
+      registers,
+    }),
+    trustSyncFailures: new Counter({
+      name: 'peertunnel_trust_sync_failures_total',
+      help: "Asks for the network's trusted clusters that failed (the last list stays), by reason (unreachable, refused, bad_answer).",
+      labelNames: ['reason'] as const,
       registers,
     }),
     credentialExpiry: new Gauge({

@@ -16,6 +16,7 @@ import {
   SERVICE_NAME_PATTERN,
 } from '../../contracts/names.js';
 import { ANY } from '../../contracts/trust.js';
+import { TRUST_POLL_SECONDS } from '../../contracts/trust-sync.js';
 import { ConfigError } from '../node/errors.js';
 import { configErrorOf } from './config-error.js';
 
@@ -96,6 +97,16 @@ export const issuerSchema = z.strictObject({
     .max(16_384, { error: 'expected PEM text of at most 16384 characters', abort: true })
     .refine((t) => t.includes('-----BEGIN CERTIFICATE-----'), { error: 'expected a PEM certificate' })
     .optional(),
+  /**
+   * How often (seconds, jittered) the node asks the issuer for its network's trusted clusters
+   * (contracts/trust-sync.ts); the answer replaces the inline `clusters`.
+   */
+  trustPollSeconds: z
+    .number({ error: 'expected a number of seconds' })
+    .int({ error: 'expected whole seconds' })
+    .min(TRUST_POLL_SECONDS.min, { error: `expected at least ${TRUST_POLL_SECONDS.min} second` })
+    .max(TRUST_POLL_SECONDS.max, { error: `expected at most ${TRUST_POLL_SECONDS.max} seconds` })
+    .default(TRUST_POLL_SECONDS.default),
 });
 export type IssuerConfig = z.output<typeof issuerSchema>;
 

@@ -6,12 +6,12 @@
  * node:https with the operator's CA: no Kubernetes client.
  */
 import { rename, writeFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import type { PrivateKey } from '@libp2p/interface';
 import { decodeCredential, MAX_CREDENTIAL_BYTES } from '../../contracts/credential.js';
-import { CREDENTIAL_REQUEST_TIMEOUT_MS, proofMessage } from '../../contracts/credential-request.js';
+import { proofMessage } from '../../contracts/credential-request.js';
 import type { IssuerConfig } from '../config/trust-config.js';
 import type { Logger } from '../node/logger.js';
+import { IssuerError, postToIssuer } from './issuer-http.js';
 
 export interface CredentialRenewerInit {
   issuer: IssuerConfig;
@@ -100,57 +100,9 @@ export class CredentialRenewer {
     const at = Math.floor(Date.now() / 1000);
     const proof = Buffer.from(await privateKey.sign(proofMessage(peer, token, at))).toString('base64url');
     const body = JSON.stringify({ v: 1, token, peer, at, proof });
-    const { status, text } = await post(issuer, body);
-    if (status !== 200) {
-      let reason = `http_${status}`;
-      let message = text.slice(0, 200);
-      try {
-        const r = JSON.parse(text) as { reason?: unknown; message?: unknown };
-        if (typeof r.reason === 'string') reason = r.reason;
-        if (typeof r.message === 'string') message = r.message;
-      } catch {
-        // Not our answer (a proxy's page): the status says enough.
-      }
-      throw new IssuerError(reason, message);
-    }
+    const text = await postToIssuer(issuer, issuer.url, body, MAX_CREDENTIAL_BYTES * 2);
     const r = JSON.parse(text) as { credential?: unknown };
     if (typeof r.credential !== 'string') throw new IssuerError('bad_answer', 'no credential in the answer');
     return r.credential;
   }
-}
-
-class IssuerError extends Error {
-  constructor(
-    readonly reason: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'IssuerError';
-  }
-}
-
-function post(issuer: IssuerConfig, body: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      issuer.url,
-      {
-        method: 'POST',
-        ...(issuer.ca === undefined ? {} : { ca: issuer.ca }),
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        signal: AbortSignal.timeout(CREDENTIAL_REQUEST_TIMEOUT_MS),
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          text += c;
-          if (text.length > MAX_CREDENTIAL_BYTES * 2) res.destroy(new Error('answer too large'));
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
 }

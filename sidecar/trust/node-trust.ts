@@ -1,7 +1,8 @@
 /**
  * The trust model of one node, as the tunnel code asks it: may this peer serve this name to our
  * forwards (checkProvider), may it reach this expose (checkClient), is it refused for a name for
- * good (admits), and which open streams it still may hold (track). Without a `trust` section the
+ * good (admits), and which open streams it still may hold (track). An operator-managed node also
+ * renews its credential and keeps its trusted clusters current from the operator. Without a `trust` section the
  * network is open: every answer is yes, nothing is exchanged, and the start log says so once.
  */
 import { readFile } from 'node:fs/promises';
@@ -19,6 +20,7 @@ import { OwnCredential } from './own-credential.js';
 import { PeerCredentials, type PeerVerdict } from './peer-credentials.js';
 import { TrustRefusals } from './refusals.js';
 import { TRUST_POLL_MS, TrustStore } from './trust-store.js';
+import { TrustSync } from './trust-sync.js';
 
 /** Peers refused for good per forwarded name, until they present another credential. */
 const MAX_BANNED_PER_SERVICE = 1_024;
@@ -38,6 +40,7 @@ export class NodeTrust implements TunnelTrust {
   private peers?: PeerCredentials;
   private own?: OwnCredential;
   private renewer?: CredentialRenewer;
+  private sync?: TrustSync;
   private exchange?: CredentialExchange;
   private readonly refusals: TrustRefusals;
   private readonly tunnels: OpenTunnels;
@@ -103,6 +106,17 @@ export class NodeTrust implements TunnelTrust {
         onWritten: () => this.own?.reload(),
       });
       this.renewer.start();
+      this.sync = new TrustSync({
+        issuer,
+        network: trust.network,
+        privateKey,
+        peer: libp2p.peerId.toString(),
+        credential: () => this.own?.credential?.text,
+        apply: (clusters) => void store.applyIssued(clusters),
+        metrics: this.metrics,
+        logger: this.logger,
+      });
+      this.sync.start();
     }
     await exchange.start();
     this.tunnels.start();
@@ -111,6 +125,7 @@ export class NodeTrust implements TunnelTrust {
   async stop(): Promise<void> {
     this.tunnels.stop();
     this.renewer?.stop();
+    this.sync?.stop();
     this.store?.stop();
     this.own?.stop();
     await this.exchange?.stop();

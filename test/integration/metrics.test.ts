@@ -187,6 +187,8 @@ const MOVED_ELSEWHERE: Record<string, string> = {
   peertunnel_trust_refused_total: 'test/integration/trust.test.ts',
   peertunnel_trust_revoked_total: 'test/integration/trust-revoke.test.ts',
   peertunnel_credential_expiry_timestamp_seconds: 'test/integration/trust-renewal.test.ts',
+  // Trusted clusters from the operator, and the operator stopped.
+  peertunnel_trust_sync_failures_total: 'test/integration/operator-trust-sync.test.ts',
   peertunnel_connections_by_swarm_key: 'test/integration/swarm-key-nodes.test.ts',
   peertunnel_swarm_key_fallbacks_total: 'test/integration/swarm-key-nodes.test.ts',
 };

@@ -4,7 +4,6 @@
  * renewed loses its open connections when the credential expires, within one lifetime.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -21,51 +20,15 @@ import {
   writeAtomically,
   writeCredential,
 } from '../helpers/credentials.js';
+import { held, refused } from '../helpers/held-connection.js';
 import { eventually, type NodeProcess, startNodeProcess } from '../helpers/node-process.js';
-import { connectTo, echoRoundTrip, echoServer, type TestServer } from '../helpers/traffic.js';
+import { echoRoundTrip, echoServer, type TestServer } from '../helpers/traffic.js';
 
 const env = keyEnv;
 const base = loopbackBase;
 const LIFETIME_S = 8;
 /** The exposer looks at open streams every second and at its files every second. */
 const SLACK_MS = 3_000;
-
-/** An open echo connection: `ping` sends a line and waits for it back; `closed` settles on close. */
-async function held(port: number) {
-  const s: Socket = await connectTo(port);
-  let buf = '';
-  s.on('data', (d: Buffer) => {
-    buf += d.toString();
-  });
-  s.on('error', () => undefined);
-  const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
-  return {
-    closed,
-    async ping(text: string): Promise<boolean> {
-      buf = '';
-      s.write(`${text}\n`);
-      const deadline = Date.now() + 5_000;
-      while (!buf.includes(`${text}\n`) && Date.now() < deadline && !s.destroyed)
-        await new Promise((r) => setTimeout(r, 20));
-      return buf === `${text}\n`;
-    },
-    destroy: () => s.destroy(),
-  };
-}
-
-async function refused(port: number): Promise<boolean> {
-  const s = await connectTo(port);
-  return new Promise((resolve) => {
-    let got = 0;
-    s.on('data', (d: Buffer) => {
-      got += d.length;
-      s.destroy();
-    });
-    s.on('error', () => undefined);
-    s.once('close', () => resolve(got === 0));
-    s.write('hello\n');
-  });
-}
 
 describe('revocation between node processes', () => {
   let dir: string;
