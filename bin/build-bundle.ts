@@ -3,11 +3,11 @@
  * subcommands are split into chunks loaded when they run, so `peertunnel node` reads a handful of
  * files instead of ~1,100 modules (ready in about half the time, a smaller heap left behind).
  *
- * Kept external (loaded from node_modules at run time):
- * - native addons (`sodium-native`, `*.node`): they cannot be bundled;
- * - `@kubernetes/client-node`: only the operator uses it, and its CommonJS tree gains nothing;
- * - `@achingbrain/ssdp` (UPnP discovery, loaded only with port mapping on): it reads its own
- *   package.json through a path relative to its module, which a bundle does not have;
+ * Everything is bundled (the operator's Kubernetes client too, in the chunks only `peertunnel
+ * operator` loads) except the native addons (`sodium-native`, `*.node`): a `.node` binary cannot
+ * be bundled, and sodium-native finds its binary through `require-addon`, which resolves it from
+ * the package's own directory and package.json at run time. They are copied beside the bundle
+ * (bin/bundle-addons.ts), so dist/bundle/ is the whole application the image copies.
  *
  * The first line carries the Node flags of sidecar/node/flags.ts, so the bundle run as a program
  * (the image's entrypoint) gets them.
@@ -18,13 +18,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { BUNDLE_PATH, IMAGE_UID, NODE_FLAGS } from '../sidecar/node/flags.js';
+import { NATIVE_ADDONS, stageNativeAddons } from './bundle-addons.js';
+import { inlineSsdpPackageJson } from './bundle-plugins.js';
 
-export const BUNDLE_EXTERNAL: readonly string[] = [
-  'sodium-native',
-  '*.node',
-  '@kubernetes/client-node',
-  '@achingbrain/ssdp',
-];
+export const BUNDLE_EXTERNAL: readonly string[] = [...NATIVE_ADDONS, '*.node'];
 
 /** dist/bin/build-bundle.js → the repository root. */
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -45,6 +42,7 @@ async function main(): Promise<void> {
     platform: 'node',
     target: 'node24',
     external: [...BUNDLE_EXTERNAL],
+    plugins: [inlineSsdpPackageJson],
     // CommonJS dependencies (pino, prom-client) call require() for Node built-ins.
     banner: {
       js: "import { createRequire as __peertunnelCreateRequire } from 'node:module'; const require = __peertunnelCreateRequire(import.meta.url);",
@@ -57,6 +55,7 @@ async function main(): Promise<void> {
   const body = text.startsWith('#!') ? text.slice(text.indexOf('\n') + 1) : text;
   await writeFile(outfile, `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}\n${body}`);
   await chmod(outfile, 0o755);
+  await stageNativeAddons(root, outdir);
   // What went into which file (outside the bundle's directory, so the image does not copy it).
   await writeFile(join(root, 'dist', 'bundle-meta.json'), JSON.stringify(result.metafile));
   // Fill the compile cache beside the bundle (bin/peertunnel.ts): `node` imports everything a

@@ -5,11 +5,12 @@
  * build's metafile. With port mapping off neither the port mapper (its UPnP/NAT-PMP XML stack)
  * nor the YAML parser (for a JSON config) is loaded; the Kubernetes client never is. With NAT-PMP
  * on (its gateway a closed port on 127.0.0.1) the port mapper is loaded: the recording sees it.
+ * Either way nothing is loaded from outside dist/bundle/ (the image copies that alone).
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { NodeConfigInput } from '../../sidecar/config/config.js';
@@ -113,6 +114,14 @@ describe('peertunnel node from the bundle', () => {
     // The recording works: the bundle's own entry and libp2p were seen.
     expect(urls.some((u) => fileURLToPath(u) === join(REPO_ROOT, BUNDLE_PATH))).toBe(true);
     expect(packages.has('libp2p')).toBe(true);
+    // The bundle is the whole application (the image copies nothing else): every module loaded
+    // is one of its files, its native addon (dist/bundle/node_modules/) included.
+    const bundleDir = dirname(join(REPO_ROOT, BUNDLE_PATH));
+    const outside = urls
+      .map((u) => fileURLToPath(u))
+      .filter((f) => f !== hook && !f.startsWith(`${bundleDir}/`));
+    expect(outside).toEqual([]);
+    expect(packages.has('sodium-native')).toBe(true);
     return packages;
   }
 
