@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import type { Plugin } from 'esbuild';
 
 const SSDP_MODULE = /[\\/]node_modules[\\/]@achingbrain[\\/]ssdp[\\/]dist[\\/]src[\\/]ssdp\.js$/;
-const SSDP_READ = "req('../../package.json')";
+export const SSDP_READ = "req('../../package.json')";
 
 export const inlineSsdpPackageJson: Plugin = {
   name: 'inline-ssdp-package-json',

@@ -139,4 +139,14 @@ export const PATCHES: readonly PatchInfo[] = [
     removeWhen: 'LengthPrefixedDecoder checks for an empty buffer before decoding a length',
     sendUpstream: true,
   },
+  {
+    id: 'ssdp-package-json-inline',
+    pkg: '@achingbrain/ssdp',
+    version: '4.2.4',
+    target: "the source line `req('../../package.json')` of dist/src/ssdp.js, rewritten when bundling",
+    where: 'bin/bundle-plugins.ts (build time; the bundle build fails when the line is gone)',
+    why: 'UPnP discovery reads its name and version from a package.json beside its module, which a bundle has not',
+    removeWhen: '@achingbrain/ssdp imports its package.json as JSON or no longer reads it',
+    sendUpstream: true,
+  },
 ];

@@ -13,6 +13,7 @@ import { identify } from '@libp2p/identify';
 import type { Connection, Libp2p, Stream } from '@libp2p/interface';
 import { LengthPrefixedDecoder } from '@libp2p/utils';
 import { createLibp2p } from 'libp2p';
+import { SSDP_READ } from '../../../../bin/bundle-plugins.js';
 import { AddressPolicy } from '../../../../sidecar/nat/address-policy.js';
 import { withConnectTimeout } from '../../../../sidecar/nat/connect-timeout.js';
 import { holePunch } from '../../../../sidecar/nat/hole-punch.js';
@@ -98,6 +99,12 @@ describe('library patch targets (sidecar/patches/inventory.ts)', () => {
       expect([p.pkg, installed.version]).toEqual([p.pkg, p.version]);
       expect([p.pkg, pkg.dependencies[p.pkg]]).toEqual([p.pkg, p.version]);
     }
+  });
+
+  it('ssdp-package-json-inline: the line the bundle build rewrites is in the installed source', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const source = await readFile('node_modules/@achingbrain/ssdp/dist/src/ssdp.js', 'utf8');
+    expect(source.split(SSDP_READ).length - 1).toBe(1);
   });
 
   it('the connection, its stream and the transports have every member the patches use', () => {
