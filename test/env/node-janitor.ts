@@ -44,11 +44,12 @@ export function isOwnerAlive(r: Pick<NodeRecord, 'pid' | 'startTime'>): boolean 
 /** Every parsable record in the temp dir; a malformed one is reported (one line) and left alone. */
 export function readRecords(
   warn: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+  recordsDir: string = tmpdir(),
 ): NodeRecord[] {
   const out: NodeRecord[] = [];
-  for (const f of readdirSync(tmpdir())) {
+  for (const f of readdirSync(recordsDir)) {
     if (runNameOfRecordFile(f) === undefined) continue;
-    const file = join(tmpdir(), f);
+    const file = join(recordsDir, f);
     try {
       out.push(parseRecord(readFileSync(file, 'utf8'), file));
     } catch (err) {
@@ -150,8 +151,10 @@ export async function endRun(record: NodeRecord, opts: { keepRecord?: boolean } 
  */
 export async function cleanStaleNodes(
   log: (line: string) => void = (line) => process.stderr.write(`[real-node janitor] ${line}\n`),
+  /** Where the records are: the temp dir, where beginRun writes them (another only in unit tests). */
+  recordsDir: string = tmpdir(),
 ): Promise<string[]> {
-  const records = readRecords(log);
+  const records = readRecords(log, recordsDir);
   const dead = records.filter((r) => !isOwnerAlive(r));
   if (dead.length === 0) return [];
   const cleaned: string[] = [];

@@ -126,28 +126,24 @@ describe('real node owner record', () => {
   });
 
   it('leaves a refused record and every path it names alone in the janitor, with one line', async () => {
-    const saved = process.env.TMPDIR;
     const root = mkdtempSync(join(tmpdir(), 'ptnode-record-test-'));
     try {
-      // The janitor looks in tmpdir(): here a private one, with a record of a dead owner naming `/`.
-      process.env.TMPDIR = root;
+      // The janitor looks in `root` (not the temp dir real runs use): a record of a dead owner naming `/`.
+      const runDir = join(root, runName);
       const victim = join(root, 'victim');
-      mkdirSync(join(root, runName));
+      mkdirSync(runDir);
       mkdirSync(victim);
-      writeFileSync(
-        recordPath(runDirOf(runName)),
-        JSON.stringify({ ...good, pid: 999_999_999, absentPaths: ['/'] }),
-      );
+      const refused = recordPath(runDir);
+      writeFileSync(refused, JSON.stringify({ ...good, pid: 999_999_999, dir: runDir, absentPaths: ['/'] }));
       const lines: string[] = [];
-      expect(await cleanStaleNodes((l) => lines.push(l))).toEqual([]);
+      expect(await cleanStaleNodes((l) => lines.push(l), root)).toEqual([]);
       expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(refused);
       expect(lines[0]).toMatch(/absentPaths: "\/" is not one of/);
-      expect(existsSync(recordPath(runDirOf(runName)))).toBe(true);
-      expect(existsSync(join(root, runName))).toBe(true);
+      expect(existsSync(refused)).toBe(true);
+      expect(existsSync(runDir)).toBe(true);
       expect(existsSync(victim)).toBe(true);
     } finally {
-      if (saved === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = saved;
       rmSync(root, { recursive: true, force: true });
     }
   });
