@@ -12,26 +12,26 @@
  * - API server → kubelet (logs, exec, port-forward): the control plane's egress proxy
  *   (egress-proxy.ts) sends `<host ip>:10250` to a unix socket that socat in the namespace serves.
  *
- * What the kubelet changes outside its own directories is put back by stop(): host sysctls
- * (`vm.overcommit_memory`, `kernel.panic`, `kernel.panic_on_oops`, ...), its cgroups, the mounts of
- * pods and images, CNI's result cache, `/var/log/containers` links, `/var/lib/kubelet` (device
- * plugin socket) when it did not exist before. Processes: every pod process (by cgroup), the
- * containerd shims (by the socket they serve), containerd, the kubelet, the bridges.
+ * What a node leaves on the host (pod processes, shims, mounts, cgroups, the sysctls the kubelet
+ * sets, host paths it creates) is removed by stop(), or, when the process that started it was
+ * killed first, by the next start's janitor, from the owner record written before anything was
+ * created (node-janitor.ts, node-record.ts).
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { LabHost } from '../lab/index.js';
-import { run } from '../lab/index.js';
+// Not ../lab/index.js: that pulls in jest's globals, and the janitor test runs this outside jest.
+import { run } from '../lab/exec.js';
+import type { LabHost } from '../lab/lab.js';
 import { type ControlPlane, type Daemon, stopDaemon } from './control-plane.js';
 import type { NetworkDialer } from './egress-proxy.js';
 import type { BuiltImage } from './images.js';
+import { beginRun, cleanStaleNodes, endRun } from './node-janitor.js';
+import { cgroupHierarchies, removeRunLeftovers } from './node-leftovers.js';
 import type { NodeToolPaths } from './tools.js';
 
 export interface RealNodeOptions {
@@ -67,77 +67,6 @@ export const SANDBOX_IMAGE = 'registry.k8s.io/pause:3.10.2';
 const KUBELET_PORT = 10250;
 /** The API server's `kubernetes` Service IP (first of control-plane.ts's 10.0.0.0/24). */
 const KUBERNETES_SERVICE_IP = '10.0.0.1';
-const CGROUP_ROOT = '/sys/fs/cgroup';
-
-/**
- * Host sysctls the kubelet sets (container_manager_linux.go's setupKernelTunables) unless
- * protectKernelDefaults makes it refuse to start instead. Saved before the first node of this
- * process starts and written back when the last one stops.
- */
-const KUBELET_SYSCTLS = [
-  'vm/overcommit_memory',
-  'vm/panic_on_oom',
-  'kernel/panic',
-  'kernel/panic_on_oops',
-  'kernel/keys/root_maxkeys',
-  'kernel/keys/root_maxbytes',
-] as const;
-/** Host paths the kubelet creates whatever its flags say. */
-const KUBELET_HOST_PATHS = [
-  '/var/lib/kubelet',
-  '/var/log/containers',
-  '/var/log/pods',
-  '/var/lib/cni',
-] as const;
-
-interface HostState {
-  sysctls: Map<string, string>;
-  absentPaths: string[];
-  nodes: number;
-}
-let hostState: HostState | undefined;
-
-function readSysctl(name: string): string | undefined {
-  try {
-    return readFileSync(join('/proc/sys', name), 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-}
-
-function saveHostState(): void {
-  if (hostState === undefined) {
-    const sysctls = new Map<string, string>();
-    for (const s of KUBELET_SYSCTLS) {
-      const v = readSysctl(s);
-      if (v !== undefined) sysctls.set(s, v);
-    }
-    hostState = { sysctls, absentPaths: KUBELET_HOST_PATHS.filter((p) => !existsSync(p)), nodes: 0 };
-  }
-  hostState.nodes++;
-}
-
-/** Writes back what the kubelet changed; returns what had to be restored (for the caller's log). */
-async function restoreHostState(): Promise<string[]> {
-  if (hostState === undefined) return [];
-  if (--hostState.nodes > 0) return [];
-  const restored: string[] = [];
-  for (const [name, value] of hostState.sysctls) {
-    const now = readSysctl(name);
-    if (now !== value) {
-      await writeFile(join('/proc/sys', name), value);
-      restored.push(`${name.replaceAll('/', '.')}: ${now} -> ${value}`);
-    }
-  }
-  for (const p of hostState.absentPaths) {
-    if (existsSync(p)) {
-      await rm(p, { recursive: true, force: true });
-      restored.push(`removed ${p}`);
-    }
-  }
-  hostState = undefined;
-  return restored;
-}
 
 interface NodeDaemon extends Daemon {
   readonly name: string;
@@ -214,89 +143,6 @@ async function waitFor(
     await sleep(100);
   }
   throw new Error(`${what}: not after ${timeoutMs} ms`);
-}
-
-/** Cgroup v1 hierarchies (and the v2 one of a hybrid host, which runc also writes to). */
-function cgroupHierarchies(): string[] {
-  return readdirSync(CGROUP_ROOT, { withFileTypes: true })
-    .filter((e) => e.isDirectory())
-    .map((e) => join(CGROUP_ROOT, e.name));
-}
-
-/** Every pid in a cgroup tree. */
-function cgroupPids(dir: string): number[] {
-  const out: number[] = [];
-  const walk = (d: string): void => {
-    try {
-      for (const l of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n')) if (l) out.push(Number(l));
-      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
-    } catch {
-      // Gone meanwhile.
-    }
-  };
-  walk(dir);
-  return out;
-}
-
-/** Removes a cgroup tree, children first (a cgroup with processes or children cannot go). */
-function removeCgroupTree(dir: string): boolean {
-  if (!existsSync(dir)) return true;
-  try {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
-    }
-    rmdirSync(dir);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Pids whose command line mentions `needle` (containerd shims name their containerd's socket). */
-function pidsMentioning(needle: string): number[] {
-  const out: number[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(needle)) out.push(Number(e));
-    } catch {
-      // Exited meanwhile.
-    }
-  }
-  return out;
-}
-
-function killAll(pids: readonly number[]): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Gone.
-    }
-  }
-}
-
-/** Mount points at or below `dir`, deepest first. */
-function mountsUnder(dir: string): string[] {
-  const text = readFileSync('/proc/self/mountinfo', 'utf8');
-  const points = text
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((p): p is string => p !== undefined && (p === dir || p.startsWith(`${dir}/`)))
-    // mountinfo escapes spaces and such as octal; none of our paths has them.
-    .map((p) => p.replace(/\\040/g, ' '));
-  return [...new Set(points)].sort((a, b) => b.length - a.length);
-}
-
-function unmountAll(dir: string): string[] {
-  const left: string[] = [];
-  for (let round = 0; round < 3; round++) {
-    const points = mountsUnder(dir);
-    if (points.length === 0) return [];
-    for (const p of points) spawnSync('umount', ['-l', p], { stdio: 'ignore' });
-  }
-  left.push(...mountsUnder(dir));
-  return left;
 }
 
 function containerdConfig(dir: string, netName: string): string {
@@ -450,67 +296,32 @@ function namespaceDialer(host: LabHost): NetworkDialer {
 export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
   const log = o.log ?? ((line: string) => process.stderr.write(`[node ${o.name}] ${line}\n`));
   if (o.cp.egress === undefined) throw new Error('startRealNode: the control plane needs egressProxy: true');
-  const id = randomBytes(3).toString('hex');
-  const dir = await mkdtemp(join(tmpdir(), `ptnode-${o.name}-`));
-  const netName = `ptnode-${o.name}-${id}`;
-  const cgroupName = `ptnode-${o.name}-${id}`;
+  // Leftovers of runs whose process was killed before their stop(); then this run's record.
+  await cleanStaleNodes(log);
+  const record = await beginRun(o.name);
+  const { dir, runName } = record;
+  const netName = runName;
+  const cgroupName = runName;
   const apiPort = Number(new URL(o.cp.url).port);
   const kubeletTarget = `${o.host.ip}:${KUBELET_PORT}`;
   const daemons: NodeDaemon[] = [];
   const pipes: { close(): Promise<void> }[] = [];
-  const cgroups: string[] = [];
-  saveHostState();
 
   let stopping: Promise<void> | undefined;
   const cleanup = async (): Promise<void> => {
-    const problems: string[] = [];
     o.cp.egress?.unroute(kubeletTarget);
     o.cp.egress?.unrouteNetwork(o.podCidr);
-    const proxy = daemons.find((d) => d.name === 'kube-proxy');
-    if (proxy) await stopDaemon(proxy);
-    const kubelet = daemons.find((d) => d.name === 'kubelet');
-    if (kubelet) await stopDaemon(kubelet);
-    // Pod processes, by cgroup: the kubelet no longer restarts them; then the shims that held them.
-    for (let i = 0; i < 20; i++) {
-      const pids = cgroups.flatMap(cgroupPids);
-      if (pids.length === 0) break;
-      killAll(pids);
-      await sleep(100);
-    }
-    const containerdSock = join(dir, 'containerd.sock');
-    killAll(pidsMentioning(containerdSock));
+    // kube-proxy, the kubelet (which no longer restarts pods), the bridges, containerd; then the
+    // pods and shims, mounts, cgroups and the rest (node-janitor.ts).
     for (const d of [...daemons].reverse()) await stopDaemon(d);
-    killAll(pidsMentioning(containerdSock));
+    const problems = await removeRunLeftovers(record);
     for (const p of pipes) await p.close();
-    const mounts = unmountAll(dir);
-    if (mounts.length > 0) problems.push(`mounts left: ${mounts.join(', ')}`);
-    for (const c of cgroups) {
-      let gone = removeCgroupTree(c);
-      for (let i = 0; i < 20 && !gone; i++) {
-        await sleep(100);
-        gone = removeCgroupTree(c);
-      }
-      if (!gone) problems.push(`cgroup left: ${c}`);
-    }
-    // CNI's result cache is host-wide (/var/lib/cni/results/<network>-<container>-<if>).
-    for (const f of existsSync('/var/lib/cni/results') ? readdirSync('/var/lib/cni/results') : []) {
-      if (f.startsWith(`${netName}-`)) await rm(join('/var/lib/cni/results', f), { force: true });
-    }
-    // The kubelet links each container's log from /var/log/containers, whatever podLogsDir says.
-    for (const f of existsSync('/var/log/containers') ? readdirSync('/var/log/containers') : []) {
-      const p = join('/var/log/containers', f);
-      try {
-        if (readlinkSync(p).startsWith(`${dir}/`)) await rm(p, { force: true });
-      } catch {
-        // Not a link.
-      }
-    }
     await o.cp
       .kubectl(['delete', 'node', o.name, '--ignore-not-found', '--wait=false'])
       .catch(() => undefined);
-    const restored = await restoreHostState();
+    // With leftovers the record stays, for the janitor of a later run once this process is gone.
+    const restored = await endRun(record, { keepRecord: problems.length > 0 });
     if (restored.length > 0) log(`restored host state: ${restored.join('; ')}`);
-    if (mounts.length === 0) await rm(dir, { recursive: true, force: true });
     if (problems.length > 0)
       throw new Error(`real node ${o.name} left things behind: ${problems.join('; ')}`);
   };
@@ -531,7 +342,6 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
     for (const h of cgroupHierarchies()) {
       const c = join(h, cgroupName);
       await mkdir(c);
-      cgroups.push(c);
       if (h.endsWith('/cpuset')) {
         for (const f of ['cpuset.cpus', 'cpuset.mems']) {
           await writeFile(join(c, f), await readFile(join(h, f), 'utf8'));
