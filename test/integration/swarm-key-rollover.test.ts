@@ -14,75 +14,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { NodeConfigInput } from '../../sidecar/config/config.js';
 import { CLI, eventually, type NodeProcess, startNodeProcess } from '../helpers/node-process.js';
+import { type Keys, oldKeyGone, restartInTurn, SteadyClient } from '../helpers/rollover.js';
 import { echoRoundTrip, echoServer, type TestServer } from '../helpers/traffic.js';
 import { freePort } from './operator-harness.js';
 
-type Keys = { current: string; next?: string };
 interface Member {
   name: string;
   port: number;
   identity: string;
   extra: Partial<NodeConfigInput>;
   proc?: NodeProcess;
-}
-
-/** New connections through the forward, one after another, until stopped; every result kept. */
-class SteadyClient {
-  ok = 0;
-  readonly failures: string[] = [];
-  /** What the rollover is doing now, so a failure says during which step it happened. */
-  phase = 'start';
-  private paused = false;
-  private stopped = false;
-  private running: Promise<void> | undefined;
-  private idle: Promise<void> = Promise.resolve();
-
-  constructor(
-    private readonly port: number,
-    private readonly max: number,
-  ) {}
-
-  start(): void {
-    this.running = this.loop();
-  }
-
-  private async loop(): Promise<void> {
-    while (!this.stopped && this.ok + this.failures.length < this.max) {
-      if (this.paused) {
-        await new Promise((r) => setTimeout(r, 20));
-        continue;
-      }
-      let done!: () => void;
-      this.idle = new Promise((r) => (done = r));
-      try {
-        const timeout = new Promise<boolean>((_, reject) =>
-          setTimeout(() => reject(new Error('no echo within 15 s')), 15_000).unref(),
-        );
-        if (await Promise.race([echoRoundTrip(this.port, 512), timeout])) this.ok++;
-        else this.failures.push(`${this.phase}: echo differs`);
-      } catch (err) {
-        this.failures.push(`${this.phase}: ${String(err)}`);
-      } finally {
-        done();
-      }
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
-  /** Waits for the connection in flight, then opens none until resume(). */
-  async pause(): Promise<void> {
-    this.paused = true;
-    await this.idle;
-  }
-
-  resume(): void {
-    this.paused = false;
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.running;
-  }
 }
 
 describe('swarm-key rollover', () => {
@@ -114,22 +55,17 @@ describe('swarm-key rollover', () => {
     if (m !== relay()) await eventually(async () => ((await proc.status()).ready ? true : undefined), 20_000);
   }
 
-  /** Stops one member (a graceful drain) and starts it again with `keys`, as a rolling update does. */
-  async function restart(m: Member, keys: Keys): Promise<void> {
-    const isForwarder = m.extra.forward !== undefined;
-    client.phase = `restart ${m.name} with ${keys.next === undefined ? 'one key' : 'two keys'}`;
-    if (isForwarder) await client.pause();
-    await m.proc?.stop();
-    await launch(m, keys);
-    if (isForwarder) client.resume();
-    // The next member goes only once this one carries tunnels again (a readiness gate).
-    const before = client.ok;
-    await eventually(
-      async () => (client.ok >= before + 5 ? true : undefined),
-      30_000,
-      `traffic after ${m.name}`,
+  const restart = (m: Member, keys: Keys) =>
+    restartInTurn(
+      client,
+      {
+        name: m.name,
+        forwarder: m.extra.forward !== undefined,
+        stop: async () => m.proc?.stop(),
+        start: (k) => launch(m, k),
+      },
+      keys,
     );
-  }
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'pt-rollover-'));
@@ -151,7 +87,10 @@ describe('swarm-key rollover', () => {
       members.push({ name, port: await freePort(), identity, extra });
     }
     for (const m of members) await launch(m, { current: keyA });
-    client = new SteadyClient(forwardPort, 5_000);
+    client = new SteadyClient(() => echoRoundTrip(forwardPort, 512), {
+      maxConnections: 5_000,
+      maxMs: 240_000,
+    });
   });
 
   afterAll(async () => {
@@ -171,16 +110,7 @@ describe('swarm-key rollover', () => {
 
     for (const m of members) await restart(m, { current: keyA, next: keyB });
     // Every node holds both keys: once connections are made again, none uses the old one.
-    const onOld = async () => {
-      let n = 0;
-      for (const m of members) {
-        const s = await m.proc?.status();
-        expect(s?.swarmKey.next).toBe(true);
-        n += s?.swarmKey.connections.current ?? 0;
-      }
-      return n;
-    };
-    expect(await eventually(async () => ((await onOld()) === 0 ? 0 : undefined), 20_000)).toBe(0);
+    await oldKeyGone(members);
 
     for (const m of members) await restart(m, { current: keyB });
     for (const m of members) {
