@@ -21,8 +21,9 @@ import {
   type Workload,
   writeCredential,
 } from '../helpers/credentials.js';
+import { refused } from '../helpers/held-connection.js';
 import { eventually, type NodeProcess, startNodeProcess } from '../helpers/node-process.js';
-import { connectTo, echoRoundTrip, echoServer, type TestServer } from '../helpers/traffic.js';
+import { echoRoundTrip, echoServer, type TestServer } from '../helpers/traffic.js';
 
 const env = keyEnv;
 const base = loopbackBase;
@@ -190,18 +191,3 @@ describe('trust between node processes', () => {
     ).toBeGreaterThanOrEqual(1);
   }, 60_000);
 });
-
-/** True when a connection through the forward is closed without a byte of the echo coming back. */
-async function refused(port: number): Promise<boolean> {
-  const s = await connectTo(port);
-  return new Promise((resolve) => {
-    let got = 0;
-    s.on('data', (d: Buffer) => {
-      got += d.length;
-      s.destroy();
-    });
-    s.on('error', () => undefined);
-    s.once('close', () => resolve(got === 0));
-    s.write('hello');
-  });
-}
