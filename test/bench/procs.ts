@@ -138,3 +138,10 @@ export async function treePss(root: number): Promise<number> {
   }
   return total;
 }
+
+/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat (100 Hz ticks). */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'latin1');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}

@@ -59,7 +59,7 @@ import {
   warmTimeToFirstByte,
 } from './measures.js';
 import { operatorBench } from './operator.js';
-import { startSocatRelay, treePss } from './procs.js';
+import { cpuSeconds, startSocatRelay, treePss } from './procs.js';
 import { buildRows, COLUMNS, type Column, checkTargets, formatTable, type Measured } from './table.js';
 
 const MiB = 1024 * 1024;
@@ -135,13 +135,6 @@ const HAS_STRACE = spawnSync('strace', ['-V'], { stdio: 'ignore' }).status === 0
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
-
-/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat (100 Hz ticks). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'latin1');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 /**
  * Counts the write-like system calls of process `pid` (all its threads) while `fn` runs, with

@@ -97,6 +97,7 @@ it('runs the credentials group in quick mode: both tunnels measured, off and on,
     expect(result.credentials.rows.map((r) => r.measure)).toEqual([
       'req/resp p50 (µs) ↓',
       'new connections (conn/s) ↑',
+      'CPU per 1,000 new conns (ms) ↓',
     ]);
     for (const r of result.credentials.rows) {
       for (const v of [r.off, r.on, r.ratio]) expect(Number.isFinite(v) && v > 0).toBe(true);
