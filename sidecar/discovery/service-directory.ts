@@ -234,6 +234,36 @@ export class ServiceDirectory {
   }
 
   /**
+   * Looks `name` up again and resolves with the providers that are not in `known`, as soon as one
+   * appears, or empty once the lookup ended (or `timeoutMs` passed) without one: what a forwarder
+   * asks when every provider it knew failed, before it gives a client up.
+   */
+  async waitForNewProvider(name: string, known: ReadonlySet<string>, timeoutMs: number): Promise<string[]> {
+    const w = this.watched.get(name);
+    if (w === undefined) return [];
+    const fresh = () =>
+      w.pool
+        .list()
+        .map((p) => p.peer)
+        .filter((peer) => !known.has(peer));
+    if (fresh().length > 0) return fresh();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done() {
+        clearTimeout(timer);
+        w?.waiters.delete(wake);
+        resolve();
+      }
+      const wake = () => {
+        if (fresh().length > 0) done();
+      };
+      w.waiters.add(wake);
+      void this.lookup(w).finally(done);
+    });
+    return fresh();
+  }
+
+  /**
    * After a failed dial to `peer`: looks `name` up again (bounded by `timeoutMs`) and returns the
    * peer's addresses that lookup brought and the node did not have before (say, a circuit address
    * through another relay), each ending in /p2p/<peer>, in the order worth dialling them again.

@@ -30,7 +30,10 @@ export interface ForwardListenerInit {
 
 export interface ForwardListenerComponents {
   libp2p: Pick<Libp2p, 'dial' | 'getConnections'>;
-  directory: Pick<ServiceDirectory, 'pool' | 'waitForProvider' | 'freshAddresses' | 'subscribe'>;
+  directory: Pick<
+    ServiceDirectory,
+    'pool' | 'waitForProvider' | 'waitForNewProvider' | 'freshAddresses' | 'subscribe'
+  >;
   paths: PathRegistry;
   metrics: SidecarMetrics;
   logger: Logger;

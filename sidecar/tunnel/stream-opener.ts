@@ -29,7 +29,7 @@ const BUSY_WAIT_MAX_MS = 400;
 export const MAX_TUNNEL_STREAMS = 100_000;
 
 export interface StreamOpenerComponents {
-  directory: Pick<ServiceDirectory, 'pool' | 'waitForProvider'>;
+  directory: Pick<ServiceDirectory, 'pool' | 'waitForProvider' | 'waitForNewProvider'>;
   dialer: ProviderDialer;
   metrics: SidecarMetrics;
   logger: Logger;
@@ -87,7 +87,9 @@ export class StreamOpener {
     const selection = pool.select(Date.now(), (peer) => this.c.dialer.isConnected(peer));
     for (const peer of selection.unconnected) this.c.dialer.connectInBackground(peer);
     let last: unknown;
+    const tried = new Set<string>();
     const attempt = async (peer: string): Promise<Stream | undefined> => {
+      tried.add(peer);
       pool.attempted(peer);
       try {
         const stream = await this.streamTo(peer);
@@ -114,6 +116,17 @@ export class StreamOpener {
       if (stream !== undefined) return stream;
     }
     for (const peer of selection.backedOff) {
+      const stream = await attempt(peer);
+      if (stream !== undefined) return stream;
+    }
+    // Every provider it knew failed: one lookup for one it has not tried (a replica it has not
+    // heard of yet) before the client is given up. A rolling update can leave a forwarder knowing
+    // only the replica that is restarting.
+    for (const peer of await this.c.directory.waitForNewProvider(
+      this.service,
+      tried,
+      this.t.providerWaitMs,
+    )) {
       const stream = await attempt(peer);
       if (stream !== undefined) return stream;
     }

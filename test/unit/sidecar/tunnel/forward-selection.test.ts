@@ -94,19 +94,40 @@ interface TestForward {
   pool: ProviderPool;
   /** Discovery found a provider: adds it to the pool and tells the forward, as ServiceDirectory does. */
   found(p: FakeProvider): void;
+  /** How often the forward asked for a provider it had not tried. */
+  lookups: { count: number };
 }
 
-/** A forward whose libp2p can reach `providers`; its pool starts with `known` of them. */
-async function forwarder(providers: FakeProvider[], known = providers): Promise<TestForward> {
+/**
+ * A forward whose libp2p can reach `providers`; its pool starts with `known` of them, and a fresh
+ * lookup (`waitForNewProvider`) finds `lookupFinds`.
+ */
+async function forwarder(
+  providers: FakeProvider[],
+  known = providers,
+  lookupFinds: FakeProvider[] = [],
+): Promise<TestForward> {
   const pool = new ProviderPool();
   pool.seen(
     known.map((p) => p.id.toString()),
     Date.now(),
   );
   const listeners = new Set<(e: DirectoryEvent) => void>();
+  const lookups = { count: 0 };
   const directory: ForwardListenerComponents['directory'] = {
     pool: (name) => (name === SERVICE ? pool : undefined),
     waitForProvider: async () => pool.size > 0,
+    waitForNewProvider: async (_name, tried) => {
+      lookups.count++;
+      pool.seen(
+        lookupFinds.map((p) => p.id.toString()),
+        Date.now(),
+      );
+      return pool
+        .list()
+        .map((p) => p.peer)
+        .filter((peer) => !tried.has(peer));
+    },
     freshAddresses: async () => [],
     subscribe: (listener) => {
       listeners.add(listener);
@@ -131,7 +152,7 @@ async function forwarder(providers: FakeProvider[], known = providers): Promise<
     if (pool.seen([p.id.toString()], Date.now()))
       for (const l of listeners) l({ type: 'providers_found', service: SERVICE });
   };
-  return { port: listener.port ?? 0, pool, found };
+  return { port: listener.port ?? 0, pool, found, lookups };
 }
 
 /** Polls a condition every 10 ms, for at most 5 s (then the expectations after it fail). */
@@ -182,6 +203,18 @@ describe('forward: provider selection per new connection', () => {
     const answers = [await ask(port), await ask(port)].sort();
     expect(answers).toEqual(['fresh', 'old']);
     expect(stateOf(pool, fresh)).toMatchObject({ attempts: 1, picks: 1 });
+  });
+
+  it('when every provider it knew failed, looks up one it did not know before giving the client up', async () => {
+    // A rolling update: the forward knew only the replica that is restarting.
+    const restarting = await provider('restarting', false, { outcome: 'hang' });
+    const other = await provider('other', false, { outcome: 'connect', delayMs: 0 });
+    const { port, pool, lookups } = await forwarder([restarting, other], [restarting], [other]);
+    expect(await ask(port)).toBe('other');
+    expect(lookups.count).toBe(1);
+    expect(stateOf(pool, restarting)?.attempts).toBe(1);
+    expect(stateOf(pool, restarting)?.failures).toBeGreaterThanOrEqual(1);
+    expect(stateOf(pool, other)).toMatchObject({ attempts: 1, picks: 1 });
   });
 
   it('with no connected provider, uses whichever dial connects first', async () => {
