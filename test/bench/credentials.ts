@@ -139,6 +139,14 @@ export async function credentialsBench(o: CredentialsBenchOptions): Promise<Cred
       { measure: 'new connections (conn/s) ↑', ...conns, met: conns.ratio >= 0.95 },
       { measure: 'CPU per 1,000 new conns (ms) ↓', ...cpu, met: cpu.ratio <= 1.05 },
     ];
+    // The comparison means something only if the one pair ran credentialed and the other open.
+    const onTrust = (await onExposer.status()).trust ?? { mode: 'missing', credentialedPeers: 0 };
+    const offTrust = (await (pairs.off[0] as NodeProcess).status()).trust ?? { mode: 'missing' };
+    if (onTrust.mode !== 'credentialed' || onTrust.credentialedPeers < 1)
+      failures.push(
+        `on: the exposer ran ${onTrust.mode} with ${onTrust.credentialedPeers} credentialed peers`,
+      );
+    if (offTrust.mode !== 'open') failures.push(`off: the exposer ran ${offTrust.mode}`);
     const refused = await onExposer.metric('peertunnel_trust_refused_total').catch(() => 0);
     const text = [
       `credentials off vs on (${sizes.rounds} alternating rounds: medians, and the median of each round's on ÷ off; bundle under ${NODE_FLAGS.join(' ')})`,
@@ -150,7 +158,7 @@ export async function credentialsBench(o: CredentialsBenchOptions): Promise<Cred
       `per round, p50 off ${samples.p50.off.map((v) => v.toFixed(0)).join('/')}, on ${samples.p50.on.map((v) => v.toFixed(0)).join('/')}; ` +
         `conn/s off ${samples.conns.off.map((v) => v.toFixed(0)).join('/')}, on ${samples.conns.on.map((v) => v.toFixed(0)).join('/')}; ` +
         `CPU ms/1,000 conns off ${samples.cpu.off.map((v) => v.toFixed(0)).join('/')}, on ${samples.cpu.on.map((v) => v.toFixed(0)).join('/')}`,
-      `credentialed exposer's trust refusals (should be 0): ${refused ?? 0}`,
+      `credentialed exposer: ${onTrust.credentialedPeers} credentialed peers, ${refused ?? 0} trust refusals (should be 0)`,
       'targets:',
       ...rows.map(
         (r) =>
