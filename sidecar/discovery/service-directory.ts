@@ -221,15 +221,7 @@ export class ServiceDirectory {
     if (w === undefined) return false;
     if (w.pool.size > 0) return true;
     void this.lookup(w);
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, timeoutMs);
-      function done() {
-        clearTimeout(timer);
-        w?.waiters.delete(done);
-        resolve();
-      }
-      w.waiters.add(done);
-    });
+    await this.until(w, () => w.pool.size > 0, timeoutMs);
     return w.pool.size > 0;
   }
 
@@ -246,21 +238,31 @@ export class ServiceDirectory {
         .list()
         .map((p) => p.peer)
         .filter((peer) => !known.has(peer));
-    if (fresh().length > 0) return fresh();
-    await new Promise<void>((resolve) => {
+    if (fresh().length === 0) await this.until(w, () => fresh().length > 0, timeoutMs, this.lookup(w));
+    return fresh();
+  }
+
+  /** Resolves once `ready()` holds after a change to the pool, after `timeoutMs`, or when `ended` settles. */
+  private until(
+    w: Watched,
+    ready: () => boolean,
+    timeoutMs: number,
+    ended?: Promise<unknown>,
+  ): Promise<void> {
+    return new Promise<void>((resolve) => {
       const timer = setTimeout(done, timeoutMs);
       function done() {
         clearTimeout(timer);
-        w?.waiters.delete(wake);
+        w.waiters.delete(wake);
         resolve();
       }
+      // A stopping directory wakes every waiter: none waits out its timeout.
       const wake = () => {
-        if (fresh().length > 0) done();
+        if (ready() || this.stopped) done();
       };
       w.waiters.add(wake);
-      void this.lookup(w).finally(done);
+      void ended?.finally(done);
     });
-    return fresh();
   }
 
   /**
